@@ -1,0 +1,32 @@
+# make run  - set up .venv (first time), build the compiled core, run the main job
+# make test - set up .venv (first time), build the compiled core, run the tests
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tallyio-installed
+
+.PHONY: run test build bench clean
+
+# The venv is rebuilt when the project's dependencies change.
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=68" wheel
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench]'
+	touch $@
+
+# Cython rebuilds only what changed; editable installs do not rebuild on their own.
+build: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+run: build
+	$(VENV)/bin/tallyio bench
+
+test: build
+	$(PY) -m pytest -q
+
+bench: build
+	cd asv_bench && ../$(VENV)/bin/asv run --python=same --quick --show-stderr
+
+clean:
+	rm -rf build $(VENV) tallyio/_core/*.c tallyio/_core/*.so

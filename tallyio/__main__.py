@@ -1,0 +1,5 @@
+import sys
+
+from tallyio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, binding=False
+"""Batch drain: micro-batches from a Ring with a size and a timeout cut-off, and an age limit."""
+from libc.stdint cimport uint64_t
+cimport numpy as cnp
+import numpy as np
+
+from tallyio._core.clock cimport tio_now_ns
+
+cnp.import_array()
+
+
+cdef uint64_t seconds_to_ns(str name, object value, bint allow_zero) except? 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if value != value or value < 0 or (value == 0 and not allow_zero) or value > 1e9:
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds "
+                         f"(and finite), got {value}")
+    return <uint64_t>(value * 1e9)
+
+
+cdef class BatchDrain:
+    """BatchDrain(ring, batch_size, batch_timeout, *, max_age=None, time_field="arrival_ns",
+    idle_timeout=None, spin=50e-6, sleep=0.0)
+
+    Takes micro-batches from ``ring``: ``drain()`` returns as soon as ``batch_size`` rows are in
+    hand, or ``batch_timeout`` seconds after the first row of the batch arrived, or empty after
+    ``idle_timeout`` seconds (default: ``batch_timeout``) without any row. The wait runs without
+    the GIL: it busy-spins for ``spin`` seconds, then yields the CPU (``sleep=0``) or sleeps
+    ``sleep`` seconds between polls.
+
+    With ``max_age`` (seconds), rows whose ``time_field`` (an int64 ``now_ns()`` stamp; for an
+    int64 ring the row itself when ``time_field`` is None) is older than ``max_age`` when drained
+    are not part of the batch: they are returned separately and counted as expired.
+    """
+
+    def __init__(self, Ring ring not None, batch_size, batch_timeout, *, max_age=None,
+                 time_field="arrival_ns", idle_timeout=None, spin=50e-6, sleep=0.0):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise TypeError(f"batch_size must be an int, got {batch_size!r}")
+        if not 1 <= batch_size <= ring.capacity:
+            raise ValueError(f"batch_size must be in [1, ring capacity {ring.capacity}], "
+                             f"got {batch_size}")
+        self.ring = ring
+        self.batch_size = batch_size
+        self.policy.batch_timeout_ns = seconds_to_ns("batch_timeout", batch_timeout, True)
+        self.policy.idle_timeout_ns = (self.policy.batch_timeout_ns if idle_timeout is None else
+                                       seconds_to_ns("idle_timeout", idle_timeout, True))
+        self.policy.spin_ns = seconds_to_ns("spin", spin, True)
+        self.policy.sleep_ns = seconds_to_ns("sleep", sleep, True)
+        self.time_offset = -1
+        if max_age is not None:
+            self.max_age_ns = seconds_to_ns("max_age", max_age, True)
+            self.time_offset = self._time_offset(ring.dtype, time_field)
+
+    @staticmethod
+    def _time_offset(dtype, time_field):
+        if dtype.names is None:
+            if time_field is None and dtype == np.dtype(np.int64):
+                return 0
+            raise ValueError(f"max_age needs a structured dtype with an int64 time field "
+                             f"(or an int64 ring and time_field=None), got dtype {dtype} "
+                             f"and time_field={time_field!r}")
+        if time_field not in dtype.names:
+            raise ValueError(f"time_field {time_field!r} is not a field of {dtype}")
+        ft, off = dtype.fields[time_field][:2]
+        if ft.kind not in "iu" or ft.itemsize != 8:
+            raise ValueError(f"time_field {time_field!r} must be a 64-bit integer, got {ft}")
+        return off
+
+    def drain(self):
+        """Return ``(batch, expired)``: two arrays of the ring's dtype (``expired`` is empty
+        unless ``max_age`` was given)."""
+        cdef cnp.ndarray out = np.empty(self.batch_size, dtype=self.ring.dtype)
+        cdef cnp.ndarray old
+        cdef char *buf = <char *>cnp.PyArray_DATA(out)
+        cdef char *obuf
+        cdef uint64_t got, keep, n_old = 0
+        cdef int how
+        with nogil:
+            got = tio_drain(self.ring.r, buf, self.batch_size, &self.policy, &how)
+        self._count(got, how)
+        if self.time_offset < 0 or got == 0:
+            return out[:got], out[:0]
+        old = np.empty(got, dtype=self.ring.dtype)
+        obuf = <char *>cnp.PyArray_DATA(old)
+        with nogil:
+            keep = tio_split_expired(buf, got, self.ring.r.itemsize, self.time_offset,
+                                     tio_now_ns(), self.max_age_ns, obuf, &n_old)
+        self.n_expired += n_old
+        return out[:keep], old[:n_old]
+
+    cdef void _count(self, uint64_t got, int how) noexcept:
+        if how == TIO_DRAIN_IDLE:
+            self.n_idle += 1
+            return
+        self.n_batches += 1
+        self.n_rows += got
+        if how == TIO_DRAIN_FULL:
+            self.n_full += 1
+        else:
+            self.n_timeout += 1
+
+    def stats(self):
+        """Batches returned (cut because full or by timeout), rows, expired rows, idle returns."""
+        return {"batches": self.n_batches, "rows": self.n_rows, "expired": self.n_expired,
+                "full_batches": self.n_full, "timeout_batches": self.n_timeout,
+                "idle_returns": self.n_idle}

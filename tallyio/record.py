@@ -1,0 +1,136 @@
+"""The transaction record: one fixed-size numpy row per pending transaction or decoded swap.
+
+Every ring, drain and processor in the engine moves rows of ``TX_DTYPE``; a batch reaches a
+strategy as a zero-copy view. Fields (byte order native unless stated):
+
+========================  =========  ==========================================================
+field                     type       meaning
+========================  =========  ==========================================================
+``id``                    uint64     engine-wide sequence number assigned at ingest
+``arrival_ns``            int64      ``now_ns()`` when the engine received it (age and latency)
+``block``                 uint64     block number (0 while pending)
+``gas_price``             uint64     gas price (or effective gas price) in wei
+``nonce``                 uint64     sender's nonce
+``tx_index``              uint32     position of the transaction in its block
+``swap_index``            uint32     position of the swap within its transaction (0 if one)
+``protocol``              uint8      ``PROTOCOL_*``: 0 unknown, 1 Uniswap V2 pair, 2 Uniswap V3 pool
+``flags``                 uint8      ``FLAG_*`` bits
+``sender_key``            uint64     64-bit key of ``sender`` (see ``address_key``)
+``pool_key``              uint64     64-bit key of ``pool``
+``token_in_key``          uint64     64-bit key of ``token_in``
+``token_out_key``         uint64     64-bit key of ``token_out``
+``amount_in``             4 x u64    exact amount in, 256-bit little-endian words (``u256``)
+``amount_out``            4 x u64    exact amount out (decoded swaps), 256-bit words
+``amount_out_min``        4 x u64    the victim's slippage bound (pending swaps), 256-bit words
+``sender``                20 bytes   transaction sender (``from``)
+``recipient``             20 bytes   who receives the output (``to`` of the swap)
+``pool``                  20 bytes   pool / target contract
+``token_in``              20 bytes   token sold
+``token_out``             20 bytes   token bought
+``tx_hash``               32 bytes   transaction hash
+========================  =========  ==========================================================
+
+Amounts routinely exceed 2**64 (18-decimal tokens), so they are carried losslessly as four 64-bit
+words and turned into Python ints (``u256_to_int``) for exact arithmetic; never through float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PROTOCOL_UNKNOWN = 0
+PROTOCOL_UNISWAP_V2 = 1
+PROTOCOL_UNISWAP_V3 = 2
+PROTOCOL_NAMES = {PROTOCOL_UNKNOWN: "unknown", PROTOCOL_UNISWAP_V2: "uniswap_v2",
+                  PROTOCOL_UNISWAP_V3: "uniswap_v3"}
+
+FLAG_PENDING = 1  # not yet mined (a mempool transaction)
+
+U256 = (np.uint64, 4)
+ADDRESS = (np.uint8, 20)
+
+TX_DTYPE = np.dtype([
+    ("id", np.uint64),
+    ("arrival_ns", np.int64),
+    ("block", np.uint64),
+    ("gas_price", np.uint64),
+    ("nonce", np.uint64),
+    ("tx_index", np.uint32),
+    ("swap_index", np.uint32),
+    ("sender_key", np.uint64),
+    ("pool_key", np.uint64),
+    ("token_in_key", np.uint64),
+    ("token_out_key", np.uint64),
+    ("amount_in", U256),
+    ("amount_out", U256),
+    ("amount_out_min", U256),
+    ("protocol", np.uint8),
+    ("flags", np.uint8),
+    ("sender", ADDRESS),
+    ("recipient", ADDRESS),
+    ("pool", ADDRESS),
+    ("token_in", ADDRESS),
+    ("token_out", ADDRESS),
+    ("tx_hash", (np.uint8, 32)),
+], align=True)
+
+_MASK64 = (1 << 64) - 1
+
+
+def int_to_u256(value: int) -> np.ndarray:
+    """Four little-endian uint64 words of a non-negative int below 2**256."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"value must be an int, got {value!r}")
+    value = int(value)
+    if not 0 <= value < 1 << 256:
+        raise ValueError(f"value must be in [0, 2**256), got {value}")
+    return np.array([(value >> (64 * i)) & _MASK64 for i in range(4)], dtype=np.uint64)
+
+
+def u256_to_int(words) -> int:
+    """The exact int held by four little-endian uint64 words."""
+    w = [int(x) for x in np.asarray(words, dtype=np.uint64).reshape(4)]
+    return w[0] | (w[1] << 64) | (w[2] << 128) | (w[3] << 192)
+
+
+def u256_column_to_ints(column) -> list[int]:
+    """Exact ints of an ``(n, 4)`` uint64 amount column (``batch['amount_in']``)."""
+    c = np.asarray(column, dtype=np.uint64).reshape(-1, 4).tolist()
+    return [w[0] | (w[1] << 64) | (w[2] << 128) | (w[3] << 192) for w in c]
+
+
+def u256_column_to_float(column) -> np.ndarray:
+    """float64 approximations of an amount column, for vectorized pre-filters only."""
+    c = np.asarray(column, dtype=np.uint64).reshape(-1, 4).astype(np.float64)
+    return c[:, 0] + c[:, 1] * 2.0**64 + c[:, 2] * 2.0**128 + c[:, 3] * 2.0**192
+
+
+def address_bytes(address) -> bytes:
+    """20 bytes from a ``0x``-hex string, bytes, or a 20-byte uint8 array."""
+    if isinstance(address, str):
+        h = address[2:] if address[:2].lower() == "0x" else address
+        if len(h) != 40:
+            raise ValueError(f"address must be 20 bytes of hex, got {address!r}")
+        return bytes.fromhex(h)
+    b = bytes(np.asarray(address, dtype=np.uint8)) if not isinstance(address, bytes) else address
+    if len(b) != 20:
+        raise ValueError(f"address must be 20 bytes, got {len(b)}")
+    return b
+
+
+def address_hex(address) -> str:
+    """``0x``-prefixed lower-case hex of a 20-byte address."""
+    return "0x" + address_bytes(address).hex()
+
+
+def address_key(address) -> int:
+    """The 64-bit key of an address: its last 8 bytes, big-endian.
+
+    Addresses are Keccak-derived, so any 8 of their bytes are already uniform; the key is what
+    hash tables, watch-lists and SIMD membership tests compare.
+    """
+    return int.from_bytes(address_bytes(address)[-8:], "big")
+
+
+def empty(n: int) -> np.ndarray:
+    """``n`` zeroed records."""
+    return np.zeros(n, dtype=TX_DTYPE)
