@@ -1,4 +1,6 @@
 """TallyIO's exceptions: one root, and messages that name the parameter and the value."""
+from __future__ import annotations
+
 
 
 class TallyIOError(Exception):
@@ -7,3 +9,32 @@ class TallyIOError(Exception):
 
 class RingClosedError(TallyIOError):
     """A push to a ring (or a submit to a processor) after it was closed."""
+
+
+class CircuitOpenError(TallyIOError):
+    """A call refused by an open (or forced-open) circuit breaker.
+
+    ``name`` is the breaker's name and ``retry_after`` the seconds until it lets a trial call
+    through (``inf`` when forced open).
+    """
+
+    def __init__(self, name: str, retry_after: float, message: str | None = None):
+        self.name = name
+        self.retry_after = retry_after
+        super().__init__(message or f"circuit {name!r} is open; retry in {retry_after:.6f} s")
+
+
+class BatchTimeoutError(TallyIOError):
+    """An item that waited longer than ``max_latency`` before its batch was processed."""
+
+
+class BufferFullError(TallyIOError):
+    """A submit refused because the buffer was full and the policy is to raise."""
+
+
+class ConfigError(TallyIOError, ValueError):
+    """A deployment config that does not validate; the message names the key and the file."""
+
+
+class PluginError(TallyIOError):
+    """A plugin that could not be loaded or that implements an unknown hook."""

@@ -1,0 +1,1 @@
+"""Resilience: the latency-aware circuit breaker and the micro-batching processor."""
