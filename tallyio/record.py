@@ -13,8 +13,11 @@ field                     type       meaning
 ``nonce``                 uint64     sender's nonce
 ``tx_index``              uint32     position of the transaction in its block
 ``swap_index``            uint32     position of the swap within its transaction (0 if one)
+``block_time``            uint64     block timestamp, unix seconds (0 while pending)
 ``protocol``              uint8      ``PROTOCOL_*``: 0 unknown, 1 Uniswap V2 pair, 2 Uniswap V3 pool
 ``flags``                 uint8      ``FLAG_*`` bits
+``trace_depth``           uint8      length of ``trace_address`` in use (decoded swaps)
+``trace_address``         8 x u16    the call's position in the transaction's call tree
 ``sender_key``            uint64     64-bit key of ``sender`` (see ``address_key``)
 ``pool_key``              uint64     64-bit key of ``pool``
 ``token_in_key``          uint64     64-bit key of ``token_in``
@@ -63,8 +66,11 @@ TX_DTYPE = np.dtype([
     ("amount_in", U256),
     ("amount_out", U256),
     ("amount_out_min", U256),
+    ("block_time", np.uint64),
     ("protocol", np.uint8),
     ("flags", np.uint8),
+    ("trace_depth", np.uint8),
+    ("trace_address", (np.uint16, 8)),
     ("sender", ADDRESS),
     ("recipient", ADDRESS),
     ("pool", ADDRESS),
