@@ -20,7 +20,8 @@ cdef class LatencyHistogram:
     from any thread, and from compiled ``nogil`` code through ``tio_hist_record``.
 
     ``percentile(q)`` reports the highest value of the bucket holding the ``ceil(q/100 * count)``-th
-    smallest recording, clamped to ``[min, max]``; it is 0 for an empty histogram, as are ``min``,
+    smallest recording, clamped to ``[min, max]`` (so ``percentile(100)`` is the exact max, while
+    ``percentile(0)`` is within the precision of the exact ``min``); it is 0 for an empty histogram, as are ``min``,
     ``max`` and ``mean``.
     """
 
@@ -55,11 +56,8 @@ cdef class LatencyHistogram:
         v = np.ascontiguousarray(a, dtype=np.int64)
         n = v.shape[0]
         with nogil:
-            for i in range(n):
-                if v[i] < 0:
-                    break
-                tio_hist_record(self.h, <uint64_t>v[i])
-        if i < n and v[i] < 0:
+            i = tio_hist_record_batch(self.h, &v[0], n)
+        if i < n:
             raise ValueError(f"values must be >= 0, got {v[i]} at index {i} "
                              f"({i} values before it were recorded)")
 
@@ -79,11 +77,11 @@ cdef class LatencyHistogram:
 
     @property
     def min(self):
-        return tio_hist_quantile(self.h, 0.0)
+        return tio_hist_min(self.h)
 
     @property
     def max(self):
-        return tio_hist_quantile(self.h, 1.0)
+        return tio_hist_max(self.h)
 
     @property
     def mean(self):
