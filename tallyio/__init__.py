@@ -1,18 +1,38 @@
 """TallyIO: a low-latency transaction-processing engine with a compiled, GIL-free core."""
 from tallyio._core.batch import BatchDrain
-from tallyio._core.clock import now_ns
+from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
 from tallyio._core.ring import ObjectRing, Ring
-from tallyio.errors import RingClosedError, TallyIOError
+from tallyio.config import Config, load_config
+from tallyio.engine import Engine
+from tallyio.errors import (BatchTimeoutError, BufferFullError, CircuitOpenError, ConfigError,
+                            PluginError, RingClosedError, TallyIOError)
+from tallyio.hookspecs import hookimpl
+from tallyio.opportunity import Opportunity
+from tallyio.record import TX_DTYPE
+from tallyio.report import Report
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BatchDrain",
+    "BatchTimeoutError",
+    "BufferFullError",
+    "CircuitOpenError",
+    "Config",
+    "ConfigError",
+    "Engine",
     "LatencyHistogram",
     "ObjectRing",
+    "Opportunity",
+    "PluginError",
+    "Report",
     "Ring",
     "RingClosedError",
+    "TX_DTYPE",
     "TallyIOError",
+    "hookimpl",
+    "load_config",
     "now_ns",
+    "wait_until",
 ]

@@ -1,9 +1,13 @@
-"""The ``tallyio`` command line."""
+"""The ``tallyio`` command line: run, info, plugins, bench."""
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import logging
+import signal
 import sys
+import threading
 
 
 def _cmd_bench(args) -> int:
@@ -23,9 +27,127 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _progress_line(engine) -> str:
+    p99 = engine.e2e.percentile(99) / 1000
+    states = " ".join(f"{s.name}={s.breaker.state if s.breaker else 'off'}" for s in engine.slots)
+    return (f"[tallyio] ingested={engine.ingested + engine.pushed:,} processed={engine.processed:,} "
+            f"p99={p99:,.1f}us queue={len(engine.ring):,} found={len(engine.opportunities):,} "
+            f"breakers: {states}")
+
+
+def _cmd_run(args) -> int:
+    from tallyio.config import load_config
+    from tallyio.engine import Engine
+    from tallyio.errors import TallyIOError
+
+    try:
+        cfg = load_config(args.config)
+        if args.rate is not None:
+            if args.rate < 0:
+                raise TallyIOError(f"--rate must be >= 0 tx/s, got {args.rate}")
+            cfg["source"]["rate"] = float(args.rate)
+        if args.speed is not None:
+            if args.speed < 0:
+                raise TallyIOError(f"--speed must be >= 0, got {args.speed}")
+            cfg["source"]["speed"] = float(args.speed)
+        engine = Engine(cfg)
+    except TallyIOError as e:
+        print(f"tallyio run: {e}", file=sys.stderr)
+        return 2
+
+    # SIGINT/SIGTERM end the run gracefully: ingestion stops, everything accepted is drained and
+    # the report is printed. A second signal exits at once.
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print(f"\n[tallyio] {signal.Signals(signum).name}: draining and stopping...",
+              file=sys.stderr)
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    interactive = sys.stderr.isatty() and not args.quiet
+
+    def progress(eng):
+        if stop.is_set():
+            eng.request_stop()
+        if not args.quiet:
+            print(_progress_line(eng), file=sys.stderr, end="\r" if interactive else "\n")
+
+    try:
+        report = engine.run(args.feed, duration=args.duration, progress=progress,
+                            progress_interval=args.interval)
+    except TallyIOError as e:
+        print(f"tallyio run: {e}", file=sys.stderr)
+        return 2
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if interactive:
+        print(file=sys.stderr)
+    print(report.format(max_opportunities=args.show))
+    if args.json:
+        report.to_json(args.json)
+        print(f"report written to {args.json}")
+    return 0
+
+
+def _cmd_plugins(args) -> int:
+    from tallyio.plugins import collect, describe, get_plugin_manager
+    from tallyio.config import load_config
+
+    cfg = load_config(args.config)
+    pm = get_plugin_manager(cfg["plugins"]["modules"],
+                            entry_points_enabled=cfg["plugins"]["entry_points"])
+    plugins = describe(pm)
+    reg = collect(pm)
+    if args.json:
+        print(json.dumps({"plugins": plugins,
+                          "registered": {k: {n: reg.origin[(k, n)] for n in getattr(reg, k)}
+                                         for k in ("processors", "threshold_policies", "sources", "sinks")}},
+                         indent=2))
+        return 0
+    for p in plugins:
+        print(f"{p['name']}  ({p['distribution']})  {p['file']}")
+        print(f"    hooks: {', '.join(p['hooks'])}")
+    for kind in ("processors", "threshold_policies", "sources", "sinks"):
+        names = getattr(reg, kind)
+        print(f"{kind}: " + (", ".join(f"{n} [{reg.origin[(kind, n)]}]" for n in sorted(names)) or "none"))
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from tallyio.system import cli_info
+    return cli_info(["--json"] if args.json else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tallyio", description=__doc__)
+    p = argparse.ArgumentParser(prog="tallyio", description="TallyIO engine command line")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the engine on a feed and print its report")
+    r.add_argument("--config", help="deployment config (TOML)")
+    r.add_argument("--feed", help="feed file or directory (default: the bundled sample)")
+    r.add_argument("--duration", type=float, help="stop after this many seconds")
+    r.add_argument("--rate", type=float, help="offer the feed at this many tx/s (0: its own timing)")
+    r.add_argument("--speed", type=float, help="replay speed: 1 recorded, 2 twice as fast, 0 max")
+    r.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    r.add_argument("--show", type=int, default=20, help="opportunities to list (default 20)")
+    r.add_argument("--interval", type=float, default=0.5, help="progress interval, seconds")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    r.set_defaults(func=_cmd_run)
+
+    i = sub.add_parser("info", help="topology, core plan and optimization switches")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_cmd_info)
+
+    pl = sub.add_parser("plugins", help="list loaded plugins and what they register")
+    pl.add_argument("--config", help="deployment config (TOML)")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_cmd_plugins)
+
     b = sub.add_parser("bench", help="compare TallyIO with the tools a user would pick instead")
     b.add_argument("area", nargs="*", help="areas to run (default: all)")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -35,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
 
 

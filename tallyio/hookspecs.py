@@ -11,12 +11,14 @@ Processor (a strategy)
     ``name: str`` and ``process(batch: numpy.ndarray) -> Iterable[Opportunity] | None``.
     ``batch`` is a read-only, zero-copy view of ``TX_DTYPE`` rows, valid only during the call.
     Optional: ``flush() -> Iterable[Opportunity] | None``, called once when the stream ends (for
-    strategies that look across batches, such as per-block sandwich detection); and
-    ``latency_budget_ns: int`` for its circuit breaker.
+    strategies that look across batches, such as per-block sandwich detection);
+    ``on_feed(metadata: dict) -> None``, called before ingestion with the source's ``metadata``
+    (for example the pool table a synthetic or recorded feed ships with).
 Source
     Iterable of ``numpy.ndarray`` chunks of ``TX_DTYPE``. A chunk's ``arrival_ns`` column holds each
     row's offset in ns from the start of the feed (its recorded or scheduled time); the engine paces
-    replay by it and overwrites it with the real arrival stamp at ingest. Optional ``close()``.
+    replay by it and overwrites it with the real arrival stamp at ingest. Optional ``close()`` and
+    ``metadata: dict`` (handed to every processor's ``on_feed``).
 Sink
     ``emit(opportunities: list[Opportunity]) -> None``, called off the hot path by the engine thread
     after each batch that found something, and optional ``close()``.
@@ -35,12 +37,14 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_processors(register: Callable[[Any], None]) -> None:
+def register_processors(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register strategy processors.
 
-    Called once per engine start, before any item is ingested. Call ``register(processor)`` for
-    each processor (see the Processor protocol above); names must be unique across plugins. The
-    deployment config may enable or disable each processor by name. Returns nothing.
+    Called once per engine start, before any item is ingested. Call ``register(name, factory)``
+    for each processor; ``factory(**options)`` returns a Processor (see the protocol above), with
+    ``options`` from the config's ``[processors.<name>]`` table. Names must be unique across
+    plugins. The config's ``[plugins] processors`` list, when set, selects which run. Returns
+    nothing.
     """
 
 

@@ -1,5 +1,5 @@
+cimport cython
 from libc.stdint cimport uint8_t, uint64_t
-cimport numpy as cnp
 
 cdef extern from "tallyio/cache.h" nogil:
     ctypedef struct tio_cache:
@@ -29,6 +29,8 @@ cdef extern from "tallyio/cache.h" nogil:
     uint64_t tio_cache_probes(tio_cache *c) noexcept nogil
 
 
+# final: compiled callers' lookup/put_record calls are direct (inlinable), not through a vtable
+@cython.final
 cdef class StateCache:
     """Fixed-capacity key -> record map. Compiled callers:
 

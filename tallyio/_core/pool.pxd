@@ -1,3 +1,4 @@
+cimport cython
 from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "tallyio/pool.h" nogil:
@@ -15,10 +16,9 @@ cdef extern from "tallyio/pool.h" nogil:
         TIO_HUGE_OFF
         TIO_POOL_STAT_IN_USE
         TIO_POOL_STAT_HIGH_WATER
-        TIO_POOL_STAT_FALLBACKS
+        TIO_POOL_STAT_EXHAUSTED
         TIO_POOL_STAT_SYSTEM_IN_USE
         TIO_POOL_STAT_OVERSIZE
-        TIO_POOL_STAT_REFUSED
     ctypedef struct tio_pool_class:
         char *base
         size_t block_size
@@ -36,12 +36,15 @@ cdef extern from "tallyio/pool.h" nogil:
     # free: 0, or -1 for a pointer inside the pool that is not an allocated block.
     void *tio_pool_alloc(tio_pool *p, size_t size) noexcept nogil
     int tio_pool_free(tio_pool *p, void *ptr) noexcept nogil
+    # Class of a pointer inside one of the regions (-1: outside all, -2: not a block start).
+    int tio_pool_locate(const tio_pool *p, const void *ptr, uint32_t *idx) noexcept nogil
     # Building blocks of the Python API (a block index plus the generation a release must present).
     uint32_t tio_pool_take(tio_pool_class *c, uint64_t *gen) noexcept nogil
     int tio_pool_give(tio_pool_class *c, uint32_t idx, uint64_t gen) noexcept nogil
     char *tio_pool_block(const tio_pool_class *c, uint32_t idx) noexcept nogil
     void *tio_pool_sys_alloc(tio_pool *p, size_t size) noexcept nogil
     void tio_pool_sys_free(tio_pool *p, void *ptr) noexcept nogil
+    int tio_pool_aba_replay(tio_pool_class *c) noexcept nogil
     tio_pool *tio_pool_new(int fallback) noexcept nogil
     int tio_pool_map_class(tio_pool *p, int k, uint32_t count, int huge, int thp_ok,
                            int numa_node, int *step) noexcept nogil
@@ -52,27 +55,30 @@ cdef extern from "tallyio/pool.h" nogil:
     uint64_t tio_pool_stat(tio_pool *p, int what, int k) noexcept nogil
     void tio_pool_mark_closed(tio_pool *p) noexcept nogil
     void tio_pool_count_oversize(tio_pool *p) noexcept nogil
-    void tio_pool_count_refused(tio_pool *p) noexcept nogil
 
 
 cdef class MemoryPool:
     """Compiled callers use ``p`` with ``tio_pool_alloc`` / ``tio_pool_free`` from nogil code."""
     cdef tio_pool *p
     cdef readonly bint closed
+    cdef bint _unmapped
     cdef int _active          # _stress loops running without the GIL
     cdef uint64_t _collected  # blocks returned by garbage collection instead of release()
-    cdef object _numa_node
-    cdef object _huge_pages
-    cdef int _maybe_unmap(self) except -1
+    cdef readonly object numa_node
+    cdef readonly str on_exhausted
+    cdef readonly str huge_pages
+    cdef void _maybe_unmap(self) noexcept
 
 
+@cython.final
 cdef class Block:
     """A block handed out by MemoryPool.allocate; a writable buffer of exactly ``size`` bytes."""
     cdef MemoryPool pool
     cdef char *ptr
-    cdef Py_ssize_t size
+    cdef Py_ssize_t _size
     cdef int cls             # size class, -1: system allocator
     cdef uint32_t slot
     cdef uint64_t gen
     cdef int exports         # live buffer views
-    cdef bint released
+    cdef bint _released
+    cdef int _free(self) except -1

@@ -7,8 +7,9 @@ The rule (``plan_cores``), in physical cores (a core is a set of hyper-thread si
    cores, 1 below 16, 2 from 16 up (``os_cores`` sets the count explicitly).
 3. Critical threads get cores of their own, in the order of ``threads`` (most latency-critical
    first), as many as leave at least one core for workers: ``k = min(threads, cores - 1)``. They
-   come from one NUMA node, the one with the most free cores, and spill to other nodes only when
-   that node runs out.
+   come from one NUMA node, the lowest-numbered one with enough free cores (else the one with
+   the most), and spill to other nodes only when that node runs out (a core of its own on
+   another node beats a hyper-thread sibling on the same node).
 4. A critical thread runs on its core's first hyper-thread; the core's other hyper-threads stay
    idle so no worker (and no other critical thread) competes for that core's execution units.
    When there are more critical threads than critical cores, the extra ones take those sibling
@@ -138,8 +139,8 @@ def plan_cores(topology: Topology, threads: Sequence[str] = CRITICAL_THREADS, *,
     def node(core: tuple[int, ...]) -> int:
         return topology.cpus[core[0]].node
 
-    # The node for the critical threads: where the overrides already are, else the node with the
-    # most free cores (lowest id on a tie).
+    # The node for the critical threads: where the overrides already are, else the first node
+    # that holds them all, which leaves the other nodes whole for worker pools.
     if overrides:
         counts: dict[int, int] = {}
         for cpu in overrides.values():
@@ -149,7 +150,9 @@ def plan_cores(topology: Topology, threads: Sequence[str] = CRITICAL_THREADS, *,
         per_node: dict[int, int] = {}
         for core in rest:
             per_node[node(core)] = per_node.get(node(core), 0) + 1
-        crit_node = min(per_node, key=lambda n: (-per_node[n], n))
+        need = min(len(threads), max(1, len(rest) - 1))
+        fits = [n for n in sorted(per_node) if per_node[n] >= need]
+        crit_node = fits[0] if fits else min(per_node, key=lambda n: (-per_node[n], n))
     else:
         crit_node = topology.cpus[topology.allowed_cpus[0]].node
 

@@ -13,9 +13,11 @@
  * Eviction is CLOCK (second chance): one reference byte per entry, set on a hit, and a hand that
  * sweeps the entries when a new key arrives at a full cache, clearing set bytes and taking the
  * first clear one. A hit costs a load (and a store only when the byte was clear), where LRU would
- * relink a list on every hit. New entries start referenced, so the key put last is never the next
- * victim while capacity >= 2. The hand sweeps only when the cache is full, when every entry is
- * live, so at most capacity + 1 steps.
+ * relink a list on every hit. New entries start referenced. The hand also passes over the entry
+ * put last (new or overwritten): plain CLOCK could clear its bit and come back round to it when
+ * every other entry was referenced too, so a key just put would be gone on the next new key.
+ * The hand sweeps only when the cache is full, when every entry is live, so it stops within two
+ * turns.
  *
  * Concurrency: the writer functions (put, pop, clear) need exclusive access; the readers
  * (find, lookup, get_many) may run on several threads at once while no writer runs. Readers
@@ -53,6 +55,7 @@ typedef struct {
     TIO_ALIGNED uint64_t size;
     uint64_t n_free;
     uint64_t hand;
+    uint64_t last_entry; /* entry of the key put last; UINT64_MAX: none */
     uint64_t evictions;
     /* lookups made while holding the GIL: serialized by it, plain increments suffice */
     uint64_t gil_hits, gil_misses, gil_probes;
@@ -100,6 +103,7 @@ static inline void tio_cache_clear(tio_cache *c) {
     c->size = 0;
     c->n_free = c->capacity;
     c->hand = 0;
+    c->last_entry = UINT64_MAX;
 }
 
 /* capacity in [1, 2^31) and itemsize >= 1 are checked by the caller, which can raise. NULL on
@@ -247,12 +251,15 @@ static inline void tio_cache_erase_slot(tio_cache *c, uint64_t i) {
 }
 
 /* CLOCK: the first entry from the hand whose reference byte is clear, clearing set ones on the
- * way. Only called when the cache is full, so every entry is live. */
+ * way, never the entry put last unless it is the only one. Only called when the cache is full,
+ * so every entry is live. */
 static inline uint32_t tio_cache_clock_victim(tio_cache *c) {
     for (;;) {
         uint32_t e = (uint32_t)c->hand;
         c->hand = c->hand + 1 == c->capacity ? 0 : c->hand + 1;
-        if (!atomic_load_explicit(&c->ref[e], memory_order_relaxed)) return e;
+        if (!atomic_load_explicit(&c->ref[e], memory_order_relaxed) &&
+            (e != c->last_entry || c->capacity == 1))
+            return e;
         atomic_store_explicit(&c->ref[e], 0, memory_order_relaxed);
     }
 }
@@ -269,6 +276,7 @@ static inline char *tio_cache_put(tio_cache *c, uint64_t key, const void *value,
     if (tio_cache_probe(c, key, &slot, &probes)) {
         e = c->slots[slot].entry;
         tio_cache_touch(c, e);
+        c->last_entry = e;
         char *rec = tio_cache_entry_record(c, e);
         if (value) tio_cache_copy(c, rec, value);
         return rec;
@@ -293,6 +301,7 @@ static inline char *tio_cache_put(tio_cache *c, uint64_t key, const void *value,
     c->slots[slot].entry = e;
     c->entry_key[e] = key;
     atomic_store_explicit(&c->ref[e], 1, memory_order_relaxed);
+    c->last_entry = e;
     c->size++;
     char *rec = tio_cache_entry_record(c, e);
     if (value)

@@ -30,6 +30,16 @@ typedef struct {
     TIO_ALIGNED tio_atomic_u64 closed;
 } tio_objq_gate;
 
+/* Zeroed (open, nobody in flight) and on its own cache lines; NULL on OOM. */
+static inline tio_objq_gate *tio_objq_gate_new(void) {
+    tio_objq_gate *g = NULL;
+    if (posix_memalign((void **)&g, TIO_CACHELINE, sizeof(*g)) != 0) return NULL;
+    memset(g, 0, sizeof(*g));
+    return g;
+}
+
+static inline void tio_objq_gate_free(tio_objq_gate *g) { free(g); }
+
 static inline int tio_objq_enter(tio_objq_gate *g) {
     atomic_fetch_add_explicit(&g->in_flight, 1, memory_order_seq_cst);
     if (TIO_UNLIKELY(atomic_load_explicit(&g->closed, memory_order_seq_cst))) {

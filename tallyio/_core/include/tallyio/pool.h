@@ -53,7 +53,7 @@ typedef struct {
     TIO_ALIGNED tio_atomic_u64 head; /* tag << 32 | index of the top free block */
     TIO_ALIGNED tio_atomic_u64 in_use;
     tio_atomic_u64 high_water;
-    tio_atomic_u64 fallbacks; /* requests of this class it could not serve (exhausted) */
+    tio_atomic_u64 exhausted; /* requests of this class it could not serve */
     TIO_ALIGNED char *base;   /* first block; read-only after set-up */
     size_t block_size;
     uint32_t count;
@@ -69,7 +69,6 @@ typedef struct {
     tio_pool_class cls[TIO_POOL_CLASSES];
     TIO_ALIGNED tio_atomic_u64 system_in_use; /* blocks from the system allocator, not yet freed */
     tio_atomic_u64 oversize;                  /* requests above the largest class */
-    tio_atomic_u64 refused;                   /* exhausted requests refused ("raise" policy) */
     TIO_ALIGNED tio_atomic_u64 closed;        /* read on every C-level alloc; written once */
     int fallback;                             /* 1: exhausted -> system allocator, 0: refuse */
 } tio_pool;
@@ -115,14 +114,30 @@ static inline void tio_pool_push(tio_pool_class *c, uint32_t idx) {
     }
 }
 
+/* Test support: replay the ABA interleaving on a class with at least two free blocks, in one
+ * thread so it happens every time. "Thread A" reads head (index i) and next[i] (j), then stalls;
+ * "thread B" pops i and j and pushes i back, so head holds index i again; A's CAS must now fail,
+ * or it would install j, a block B holds, as the top of the free list. 1: refused, 0: it went
+ * through (the list is then corrupt; only for a throwaway pool). */
+static inline int tio_pool_aba_replay(tio_pool_class *c) {
+    uint64_t h = tio_load_acquire(&c->head);
+    uint64_t nxt = tio_load_relaxed(&c->next[(uint32_t)h]);
+    uint32_t i = tio_pool_pop(c);
+    uint32_t j = tio_pool_pop(c);
+    tio_pool_push(c, i);
+    int refused = !tio_cas_acq_rel(&c->head, &h, tio_pool_pack(h, (uint32_t)nxt));
+    tio_pool_push(c, j);
+    return refused;
+}
+
 /* ---- one block of one class ---- */
 
-/* Take a block; its index, or TIO_POOL_NIL (counted as a fallback of the class). *gen receives
+/* Take a block; its index, or TIO_POOL_NIL (counted as an exhausted request of the class). *gen receives
  * the odd state word a release must present. */
 static inline uint32_t tio_pool_take(tio_pool_class *c, uint64_t *gen) {
     uint32_t idx = tio_pool_pop(c);
     if (TIO_UNLIKELY(idx == TIO_POOL_NIL)) {
-        tio_fetch_add_relaxed(&c->fallbacks, 1);
+        tio_fetch_add_relaxed(&c->exhausted, 1);
         return TIO_POOL_NIL;
     }
     /* The slot is ours alone until pushed back; a racing (buggy) release of the previous
@@ -177,10 +192,7 @@ static inline void *tio_pool_alloc(tio_pool *p, size_t size) {
         tio_pool_class *c = &p->cls[k];
         uint32_t idx = tio_pool_take(c, &gen);
         if (TIO_LIKELY(idx != TIO_POOL_NIL)) return tio_pool_block(c, idx);
-        if (!p->fallback) {
-            tio_fetch_add_relaxed(&p->refused, 1);
-            return NULL;
-        }
+        if (!p->fallback) return NULL; /* counted by take() as exhausted */
     } else {
         tio_fetch_add_relaxed(&p->oversize, 1);
     }
@@ -372,7 +384,8 @@ static inline int tio_pool_map_class(tio_pool *p, int k, uint32_t count, int hug
     return 0;
 }
 
-/* Unmap every region; the struct itself stays valid (counters readable) until tio_pool_free_all. */
+/* Unmap every region; the struct stays valid (counters and capacities readable) until
+ * tio_pool_destroy. Only called once no block of any class is out. */
 static inline void tio_pool_unmap(tio_pool *p) {
     for (int k = 0; k < TIO_POOL_CLASSES; k++) {
         tio_pool_class *c = &p->cls[k];
@@ -382,7 +395,6 @@ static inline void tio_pool_unmap(tio_pool *p) {
         c->map = NULL;
         c->base = NULL;
         c->next = c->state = NULL;
-        c->count = 0;
         atomic_store(&c->head, (uint64_t)TIO_POOL_NIL);
     }
 }
@@ -394,8 +406,9 @@ static inline void tio_pool_destroy(tio_pool *p) {
     }
 }
 
+/* Blocks of the pooled classes that are out (system-allocator blocks not included). */
 static inline uint64_t tio_pool_in_use(tio_pool *p) {
-    uint64_t n = tio_load_relaxed(&p->system_in_use);
+    uint64_t n = 0;
     for (int k = 0; k < TIO_POOL_CLASSES; k++) n += tio_load_relaxed(&p->cls[k].in_use);
     return n;
 }
@@ -404,20 +417,18 @@ static inline uint64_t tio_pool_in_use(tio_pool *p) {
 enum {
     TIO_POOL_STAT_IN_USE = 0,
     TIO_POOL_STAT_HIGH_WATER = 1,
-    TIO_POOL_STAT_FALLBACKS = 2,
+    TIO_POOL_STAT_EXHAUSTED = 2,
     TIO_POOL_STAT_SYSTEM_IN_USE = 3,
-    TIO_POOL_STAT_OVERSIZE = 4,
-    TIO_POOL_STAT_REFUSED = 5
+    TIO_POOL_STAT_OVERSIZE = 4
 };
 
 static inline uint64_t tio_pool_stat(tio_pool *p, int what, int k) {
     switch (what) {
     case TIO_POOL_STAT_IN_USE: return tio_load_relaxed(&p->cls[k].in_use);
     case TIO_POOL_STAT_HIGH_WATER: return tio_load_relaxed(&p->cls[k].high_water);
-    case TIO_POOL_STAT_FALLBACKS: return tio_load_relaxed(&p->cls[k].fallbacks);
+    case TIO_POOL_STAT_EXHAUSTED: return tio_load_relaxed(&p->cls[k].exhausted);
     case TIO_POOL_STAT_SYSTEM_IN_USE: return tio_load_relaxed(&p->system_in_use);
     case TIO_POOL_STAT_OVERSIZE: return tio_load_relaxed(&p->oversize);
-    case TIO_POOL_STAT_REFUSED: return tio_load_relaxed(&p->refused);
     }
     return 0;
 }
@@ -425,4 +436,3 @@ static inline uint64_t tio_pool_stat(tio_pool *p, int what, int k) {
 static inline void tio_pool_mark_closed(tio_pool *p) { tio_store_release(&p->closed, 1); }
 
 static inline void tio_pool_count_oversize(tio_pool *p) { tio_fetch_add_relaxed(&p->oversize, 1); }
-static inline void tio_pool_count_refused(tio_pool *p) { tio_fetch_add_relaxed(&p->refused, 1); }

@@ -247,6 +247,12 @@ static inline void tio_contains_small(int level, const void *keys, size_t n,
  * Built once, then read-only: any number of threads may query it concurrently.
  */
 #define TIO_WL_SLOTS 8
+/* Watch-lists up to this many distinct keys are searched by broadcast-compare instead of the
+ * table; where the two cross depends on the vector width (measured: docs/kernels.md). */
+#define TIO_WL_SMALL_MAX 32
+static inline size_t tio_wl_small_limit(int level) {
+    return level == TIO_SIMD_AVX512 ? 32 : level == TIO_SIMD_AVX2 ? 24 : 16;
+}
 #define TIO_WL_BLOCK 256     /* keys hashed per block before their buckets are probed */
 #define TIO_WL_DISTANCE 8    /* buckets prefetched ahead within a block */
 

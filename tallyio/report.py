@@ -1,0 +1,90 @@
+"""The engine's report: latency percentiles end to end, per stage and per processor, throughput,
+memory, every refusal by reason, and the opportunities found."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PCTS = (("p50", 50), ("p95", 95), ("p99", 99), ("p999", 99.9))
+
+
+def hist_summary(h) -> dict[str, int]:
+    """``{count, p50, p95, p99, p999, max}`` in ns from a LatencyHistogram."""
+    d = {name: h.percentile(q) for name, q in PCTS}
+    d["max"] = h.max
+    d["count"] = h.count
+    return d
+
+
+def _us(ns: float) -> str:
+    return f"{ns / 1000:,.1f}"
+
+
+@dataclass
+class Report:
+    latency_ns: dict[str, int]
+    stages: dict[str, dict[str, int]]
+    processors: dict[str, dict[str, Any]]
+    throughput_tps: float
+    processed: int
+    ingested: int
+    batches: int
+    mean_batch: float
+    rejected: dict[str, int]
+    peak_rss_bytes: int
+    opportunities: list = field(default_factory=list)
+    duration_s: float = 0.0
+    ingest_waits: int = 0
+    sink_errors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["opportunities"] = [o.to_dict() for o in self.opportunities]
+        return d
+
+    def to_json(self, path=None, **kw) -> str:
+        text = json.dumps(self.to_dict(), indent=2, default=str, **kw)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+        return text
+
+    def format(self, max_opportunities: int = 20) -> str:
+        """A human-readable report (microseconds)."""
+        lines = []
+        hdr = f"{'':<24}{'count':>10}{'p50 us':>10}{'p95 us':>10}{'p99 us':>10}{'p99.9 us':>10}{'max us':>10}"
+
+        def row(name, s):
+            return (f"{name:<24}{s['count']:>10,}{_us(s['p50']):>10}{_us(s['p95']):>10}"
+                    f"{_us(s['p99']):>10}{_us(s['p999']):>10}{_us(s['max']):>10}")
+
+        lines += ["latency", hdr, row("end to end", self.latency_ns)]
+        for name, s in self.stages.items():
+            lines.append(row("  " + name.replace("_", " "), s))
+        lines.append("")
+        lines.append("processors (per batch)")
+        lines.append(hdr + f"{'errors':>8}{'skipped':>9}{'found':>7}  breaker")
+        for name, s in self.processors.items():
+            lines.append(row(name, s) + f"{s['errors']:>8}{s['skipped_rows']:>9}"
+                         f"{s['opportunities']:>7}  {s['breaker_state']}")
+        lines.append("")
+        lines.append(f"processed      {self.processed:,} of {self.ingested:,} ingested, "
+                     f"{self.batches:,} batches (mean {self.mean_batch:.1f} rows)")
+        lines.append(f"throughput     {self.throughput_tps:,.0f} tx/s over {self.duration_s:.3f} s")
+        lines.append(f"peak RSS       {self.peak_rss_bytes / 2**20:,.1f} MiB")
+        rej = ", ".join(f"{k}={v:,}" for k, v in sorted(self.rejected.items())) or "none"
+        lines.append(f"rejected       {rej}")
+        lines.append("")
+        lines.append(f"opportunities  {len(self.opportunities)}")
+        by_kind: dict = {}
+        for o in self.opportunities:
+            by_kind[(o.strategy, o.kind)] = by_kind.get((o.strategy, o.kind), 0) + 1
+        for (strategy, kind), n in sorted(by_kind.items()):
+            lines.append(f"  {strategy}/{kind}: {n}")
+        for o in self.opportunities[:max_opportunities]:
+            lines.append(f"  - {o.strategy} {o.kind} block={o.block} profit={o.profit} "
+                         f"token={o.profit_token[:10]}.. pools={','.join(p[:10] + '..' for p in o.pools)}")
+        if len(self.opportunities) > max_opportunities:
+            lines.append(f"  ... {len(self.opportunities) - max_opportunities} more (--json for all)")
+        return "\n".join(lines)

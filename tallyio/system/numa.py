@@ -1,0 +1,192 @@
+"""NUMA placement: one worker pool per node, its threads pinned to the node, its memory on the node.
+
+A task goes to the node that owns its data: ``submit(fn, *args, key=k)`` routes by ``key_to_node``
+(a mapping or a callable), else by a stable hash of the key, so every task about one key runs
+where that key's data was allocated. On a one-node machine there is one pool and ``submit`` goes
+straight to it.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from tallyio.errors import RingClosedError
+from tallyio.system.affinity import pin_thread
+from tallyio.system.plan import CorePlan
+from tallyio.system.topology import Topology, format_cpulist
+
+_local = threading.local()
+
+
+def current_node() -> int | None:
+    """The NUMA node whose pool runs the calling thread; None outside a scheduler's workers."""
+    return getattr(_local, "node", None)
+
+
+def stable_hash(key) -> int:
+    """A hash that is the same in every process (``hash(str)`` is salted per process)."""
+    if isinstance(key, bool):
+        return int(key)
+    if isinstance(key, int):
+        return key & 0xFFFF_FFFF_FFFF_FFFF
+    if isinstance(key, str):
+        key = key.encode()
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return zlib.crc32(key)
+    return zlib.crc32(repr(key).encode())
+
+
+@dataclass
+class NodePool:
+    """One node's share: its CPUs, its executor, its memory pool (None without a factory)."""
+
+    node: int
+    cpus: tuple[int, ...]
+    executor: ThreadPoolExecutor
+    memory_pool: Any
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+class NumaScheduler:
+    """Worker pools placed on NUMA nodes, with tasks routed to the node owning their data.
+
+    ``topology``: from :func:`read_topology`. ``plan``: a :class:`CorePlan`; its
+    ``workers_by_node`` gives each node's CPUs (default: every allowed CPU of each node).
+    ``pool_factory(numa_node=n)`` builds the node's memory pool (e.g. ``tallyio.MemoryPool``).
+    ``workers_per_node``: threads per pool (default: one per CPU of the node). ``key_to_node``:
+    a mapping or callable from key to node; a key the mapping lacks falls back to the hash.
+    ``pin``: True pins each worker to its node's CPUs, False leaves them unpinned, a callable
+    ``pin(cpus)`` replaces the pinning (tests of made-up machines).
+    """
+
+    def __init__(self, topology: Topology, plan: CorePlan | None = None, *,
+                 pool_factory: Callable[..., Any] | None = None, workers_per_node: int | None = None,
+                 key_to_node: Mapping | Callable[[Any], int] | None = None,
+                 pin: bool | Callable[[frozenset[int]], Any] = True, name: str = "tallyio-numa"):
+        if workers_per_node is not None and (isinstance(workers_per_node, bool)
+                                             or not isinstance(workers_per_node, int) or workers_per_node < 1):
+            raise ValueError(f"workers_per_node must be an integer >= 1, got {workers_per_node!r}")
+        if key_to_node is not None and not (callable(key_to_node) or isinstance(key_to_node, Mapping)):
+            raise ValueError(f"key_to_node must be a mapping or a callable, got {key_to_node!r}")
+        if plan is not None:
+            placement = {n: tuple(c) for n, c in plan.workers_by_node.items() if c}
+        else:
+            placement = {n.id: n.cpus for n in topology.usable_nodes}
+        if not placement:
+            raise ValueError(f"topology has no node with allowed CPUs: {topology.as_dict()['nodes']}")
+        if pin is True:
+            pinner = pin_thread
+        elif pin is False:
+            pinner = None
+        elif callable(pin):
+            pinner = pin
+        else:
+            raise ValueError(f"pin must be True, False or a callable, got {pin!r}")
+        self.topology = topology
+        self._key_to_node = key_to_node
+        self._lock = threading.Lock()
+        self._closed = False
+        self._rr = itertools.count()
+        self.pin_errors: list[tuple[int, str]] = []
+        self.pools: dict[int, NodePool] = {}
+        for node, cpus in sorted(placement.items()):
+            n_workers = workers_per_node or len(cpus)
+            ex = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix=f"{name}-node{node}",
+                                    initializer=self._init_worker, initargs=(node, frozenset(cpus), pinner))
+            mem = pool_factory(numa_node=node) if pool_factory is not None else None
+            self.pools[node] = NodePool(node, tuple(cpus), ex, mem)
+        self.nodes: tuple[int, ...] = tuple(self.pools)
+        # The single-node fast path: no routing, no hashing.
+        self._only = self.pools[self.nodes[0]] if len(self.nodes) == 1 else None
+
+    def _init_worker(self, node: int, cpus: frozenset[int], pinner) -> None:
+        _local.node = node
+        _local.scheduler = self
+        if pinner is not None:
+            try:
+                pinner(cpus)
+            except (OSError, ValueError) as e:
+                # A worker that cannot be pinned still runs its tasks; the failure is kept for
+                # whoever reports placement (the engine, ``tallyio info``).
+                with self._lock:
+                    self.pin_errors.append((node, str(e)))
+
+    def node_for(self, key) -> int:
+        """The node a task with ``key`` runs on; ``ValueError`` when a mapping names no such node."""
+        if self._only is not None:
+            return self._only.node
+        m = self._key_to_node
+        node = None
+        if isinstance(m, Mapping):
+            node = m.get(key)
+        elif m is not None:
+            node = m(key)
+        if node is None:
+            return self.nodes[stable_hash(key) % len(self.nodes)]
+        if node not in self.pools:
+            raise ValueError(f"key_to_node sent key {key!r} to node {node!r}; nodes with workers: "
+                             f"{', '.join(map(str, self.nodes))}")
+        return node
+
+    def memory_pool(self, node: int | None = None):
+        """The memory pool of ``node`` (default: the calling worker's node)."""
+        node = current_node() if node is None else node
+        if node not in self.pools:
+            raise ValueError(f"node must be one of {', '.join(map(str, self.nodes))}, got {node!r}")
+        return self.pools[node].memory_pool
+
+    def _done(self, pool: NodePool, fut: Future) -> None:
+        with self._lock:
+            if fut.cancelled() or fut.exception() is not None:
+                pool.failed += 1
+            else:
+                pool.completed += 1
+
+    def submit(self, fn: Callable, /, *args, key=None, node: int | None = None, **kwargs) -> Future:
+        """Run ``fn(*args, **kwargs)`` on the node of ``key`` (or on ``node``); returns its Future.
+
+        Without ``key`` or ``node`` tasks go round-robin over the nodes. Raises ``RingClosedError``
+        after :meth:`shutdown`, ``ValueError`` for an unknown ``node``.
+        """
+        if self._only is not None and node in (None, self._only.node):
+            pool = self._only
+        elif node is not None:
+            if node not in self.pools:
+                raise ValueError(f"node must be one of {', '.join(map(str, self.nodes))}, got {node!r}")
+            pool = self.pools[node]
+        elif key is not None:
+            pool = self.pools[self.node_for(key)]
+        else:
+            pool = self.pools[self.nodes[next(self._rr) % len(self.nodes)]]
+        with self._lock:
+            if self._closed:
+                raise RingClosedError("submit to a NumaScheduler after shutdown")
+            fut = pool.executor.submit(fn, *args, **kwargs)
+            pool.submitted += 1
+        fut.add_done_callback(lambda f, p=pool: self._done(p, f))
+        return fut
+
+    def stats(self) -> dict[int, dict]:
+        """Per node: CPUs, tasks submitted, completed, failed (raised or cancelled)."""
+        with self._lock:
+            return {n: {"cpus": format_cpulist(p.cpus), "submitted": p.submitted, "completed": p.completed,
+                        "failed": p.failed} for n, p in self.pools.items()}
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Refuse new tasks and stop the pools; with ``wait`` the queued tasks finish first."""
+        with self._lock:
+            self._closed = True
+        for p in self.pools.values():
+            p.executor.shutdown(wait=wait)
+
+    def __enter__(self) -> "NumaScheduler":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()

@@ -1,0 +1,188 @@
+"""The engine: every row accounted for, failures contained, hooks called, drained shutdown."""
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from tallyio import Engine, TallyIOError
+from tallyio.feeds import IterableSource
+from tallyio.record import TX_DTYPE
+
+from engine_helpers import CountingProcessor, FailingProcessor, rows
+
+FAST = {"batching": {"batch_size": 64, "max_age": 3600.0}, "optimizations": {"circuit_breaker": "off"}}
+
+
+def chunks(n, size=500):
+    return IterableSource([rows(min(size, n - i), i) for i in range(0, n, size)], chunk=size)
+
+
+def test_every_row_is_processed_once(make_pm):
+    pm, rec = make_pm()
+    report = Engine(FAST, plugin_manager=pm).run(chunks(20_000))
+    proc = rec.instances["counting"]
+    assert report.processed == report.ingested == proc.rows == 20_000
+    # ids are assigned at ingest: 0..n-1, each seen exactly once
+    assert proc.id_sum == 20_000 * 19_999 // 2
+    assert not proc.writeable_seen, "processors must get a read-only view"
+    assert report.rejected == {}
+    assert report.latency_ns["count"] == 20_000
+    found = [o for o in report.opportunities if o.kind == "test"]
+    assert sorted(o.profit for o in found) == list(range(0, 20_000, 100))
+    assert [o.kind for o in report.opportunities].count("flushed") == 1
+
+
+def test_hooks_called_in_order(make_pm):
+    pm, rec = make_pm()
+    cfg = dict(FAST, engine={"observer_sample_every": 10})
+    report = Engine(cfg, plugin_manager=pm).run(chunks(5_000))
+    kinds = [e[0] for e in rec.events]
+    assert kinds[0] == "started" and kinds[-1] == "stopped"
+    assert rec.events[-1][1] is report
+    batches = [e[1] for e in rec.events if e[0] == "batch"]
+    assert len(batches) == report.batches // 10
+    assert all(set(b) == {"size", "expired", "drain_ns", "process_ns", "opportunities"} for b in batches)
+
+
+def test_failing_processor_is_contained(make_pm):
+    pm, rec = make_pm(counting=CountingProcessor, failing=FailingProcessor)
+    report = Engine(FAST, plugin_manager=pm).run(chunks(3_000))
+    assert rec.instances["counting"].rows == 3_000
+    f = report.processors["failing"]
+    assert f["errors"] == rec.instances["failing"].calls == report.batches
+    assert "strategy bug" in f["last_error"]
+    assert report.processed == 3_000
+
+
+def test_push_mode_and_drained_stop(make_pm):
+    pm, rec = make_pm()
+    eng = Engine(FAST, plugin_manager=pm).start()
+    pushed = 0
+    for i in range(0, 10_000, 1_000):
+        pushed += eng.push(rows(1_000, i))
+    report = eng.stop()  # stop() drains everything accepted
+    assert report.processed == pushed == rec.instances["counting"].rows == 10_000
+    with pytest.raises(TallyIOError, match="stopped"):
+        eng.push(rows(1))
+    with pytest.raises(TallyIOError, match="create a new Engine"):
+        eng.start()
+
+
+def test_concurrent_pushers(make_pm):
+    pm, rec = make_pm()
+    eng = Engine(FAST, plugin_manager=pm).start()
+    taken = [0] * 4
+
+    def pusher(k):
+        for i in range(50):
+            r = rows(200)
+            while len(r):
+                got = eng.push(r)
+                taken[k] += got
+                r = r[got:]
+
+    ts = [threading.Thread(target=pusher, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    report = eng.stop()
+    assert sum(taken) == 40_000 == report.processed == rec.instances["counting"].rows
+
+
+def test_full_ring_drop_policy_counts(make_pm):
+    pm, rec = make_pm()
+    cfg = {"engine": {"ring_capacity": 64}, "batching": {"batch_size": 64, "max_age": 3600.0},
+           "optimizations": {"circuit_breaker": "off"}}
+    eng = Engine(cfg, plugin_manager=pm).start()
+    offered = 0
+    taken = 0
+    for _ in range(20):
+        offered += 1_000
+        taken += eng.push(rows(1_000))
+    report = eng.stop()
+    assert report.processed == taken
+    assert report.rejected["ring_full_push"] == offered - taken
+
+
+def test_expired_rows_are_counted_not_processed(make_pm):
+    pm, rec = make_pm()
+    cfg = {"batching": {"batch_size": 64, "max_age": 1e-9}, "optimizations": {"circuit_breaker": "off"}}
+    report = Engine(cfg, plugin_manager=pm).run(chunks(2_000))
+    assert report.processed + report.rejected.get("expired", 0) == 2_000
+    assert report.rejected.get("expired", 0) > 0
+
+
+def test_source_error_is_counted_and_accepted_rows_drained(make_pm):
+    pm, rec = make_pm()
+
+    def broken():
+        yield rows(1_000)
+        raise OSError("feed went away")
+
+    report = Engine(FAST, plugin_manager=pm).run(broken())
+    assert report.processed == 1_000
+    assert report.rejected["source_error"] == 1
+
+
+def test_on_feed_gets_source_metadata(make_pm):
+    pm, rec = make_pm()
+    src = IterableSource([rows(10)], metadata={"pools": np.arange(3)})
+    Engine(FAST, plugin_manager=pm).run(src)
+    np.testing.assert_array_equal(rec.instances["counting"].meta["pools"], np.arange(3))
+
+
+def test_processor_selection_and_options(make_pm):
+    pm, rec = make_pm(counting=CountingProcessor, failing=FailingProcessor)
+    cfg = dict(FAST, plugins={"processors": ["counting"]}, processors={"counting": {"every": 7}})
+    report = Engine(cfg, plugin_manager=pm).run(chunks(700))
+    assert set(report.processors) == {"counting"}
+    assert rec.instances["counting"].every == 7
+    with pytest.raises(TallyIOError, match="'nope', which no plugin registers"):
+        Engine(dict(FAST, plugins={"processors": ["nope"]}), plugin_manager=pm).start()
+    with pytest.raises(TallyIOError, match=r"\[processors.ghost\] configures a processor"):
+        Engine(dict(FAST, processors={"ghost": {}}), plugin_manager=pm).start()
+    with pytest.raises(TallyIOError, match=r"\[processors.counting\]: bad options"):
+        Engine(dict(FAST, processors={"counting": {"bogus": 1}}), plugin_manager=pm).start()
+
+
+def test_sinks(make_pm, tmp_path):
+    pm, rec = make_pm()
+    out = tmp_path / "ops.jsonl"
+    cfg = dict(FAST, sinks={"names": ["memory", "jsonl"], "options": {"jsonl": {"path": str(out)}}})
+    report = Engine(cfg, plugin_manager=pm).run(chunks(1_000))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == len(report.opportunities) == 11
+    assert {l["strategy"] for l in lines} == {"counting"}
+    with pytest.raises(TallyIOError, match="'nosuch', which no plugin registers"):
+        Engine(dict(FAST, sinks={"names": ["nosuch"]}), plugin_manager=pm).start()
+
+
+def test_report_json_has_the_documented_keys(make_pm, tmp_path):
+    pm, rec = make_pm()
+    report = Engine(FAST, plugin_manager=pm).run(chunks(1_000))
+    path = tmp_path / "r.json"
+    report.to_json(path)
+    d = json.loads(path.read_text())
+    for key in ("latency_ns", "stages", "processors", "throughput_tps", "processed", "rejected",
+                "peak_rss_bytes", "opportunities"):
+        assert key in d
+    for pct in ("p50", "p95", "p99", "p999", "max"):
+        assert pct in d["latency_ns"]
+        assert pct in d["stages"]["ingest_to_drained"] and pct in d["stages"]["drained_to_decided"]
+        assert pct in d["processors"]["counting"]
+    assert d["processors"]["counting"]["errors"] == 0
+    assert {"strategy", "tx_ids", "pools", "profit"} <= set(d["opportunities"][0])
+    assert d["peak_rss_bytes"] > 0 and d["throughput_tps"] > 0
+    assert "end to end" in report.format()
+
+
+def test_lifecycle_errors(make_pm):
+    pm, _ = make_pm()
+    eng = Engine(FAST, plugin_manager=pm)
+    with pytest.raises(TallyIOError, match="stop\\(\\) on an engine that is new"):
+        eng.stop()
+    with eng:
+        eng.push(rows(5))
+    assert eng.report().processed == 5
