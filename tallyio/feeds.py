@@ -101,12 +101,14 @@ def _from_columns(cols: dict, n: int, where: str) -> np.ndarray:
         if col.shape != want:
             raise FeedError(f"{where}: field {name} must have shape {want}, got {col.shape}")
         base = ftype.base
-        if not np.can_cast(col.dtype, base, "same_kind") or col.dtype.kind not in "iub":
+        if col.dtype.kind not in "iub":
             raise FeedError(f"{where}: field {name} must hold integers castable to {base}, "
                             f"got {col.dtype}")
-        if col.dtype.kind == "i" and base.kind == "u" and col.size and col.min() < 0:
-            i = int(np.flatnonzero((col < 0).reshape(n, -1).any(axis=1))[0])
-            raise FeedError(f"{where}: row {i} field {name}: must be >= 0, got a negative value")
+        info = np.iinfo(base)
+        bad = (col < info.min) | (col > info.max) if col.size else col.astype(bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad.reshape(n, -1).any(axis=1))[0])
+            raise FeedError(f"{where}: row {i} field {name}: outside [{info.min}, {info.max}]")
         out[name] = col
     return out
 
