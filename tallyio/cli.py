@@ -27,14 +27,6 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def _progress_line(engine) -> str:
-    p99 = engine.e2e.percentile(99) / 1000
-    states = " ".join(f"{s.name}={s.breaker.state if s.breaker else 'off'}" for s in engine.slots)
-    return (f"[tallyio] ingested={engine.ingested + engine.pushed:,} processed={engine.processed:,} "
-            f"p99={p99:,.1f}us queue={len(engine.ring):,} found={len(engine.opportunities):,} "
-            f"breakers: {states}")
-
-
 def _cmd_run(args) -> int:
     from tallyio.config import load_config
     from tallyio.engine import Engine
@@ -67,25 +59,26 @@ def _cmd_run(args) -> int:
         stop.set()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    interactive = sys.stderr.isatty() and not args.quiet
+    from tallyio.live import LiveView
+
+    view = LiveView(terminal=sys.stderr.isatty(), stream=sys.stderr)
 
     def progress(eng):
         if stop.is_set():
             eng.request_stop()
         if not args.quiet:
-            print(_progress_line(eng), file=sys.stderr, end="\r" if interactive else "\n")
+            view.update(eng)
 
     try:
-        report = engine.run(args.feed, duration=args.duration, progress=progress,
-                            progress_interval=args.interval)
+        with view:
+            report = engine.run(args.feed, duration=args.duration, progress=progress,
+                                progress_interval=args.interval)
     except TallyIOError as e:
         print(f"tallyio run: {e}", file=sys.stderr)
         return 2
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-    if interactive:
-        print(file=sys.stderr)
     print(report.format(max_opportunities=args.show))
     if args.json:
         report.to_json(args.json)

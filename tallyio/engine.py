@@ -42,6 +42,7 @@ from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
 from tallyio._core.ring import Ring
 from tallyio.errors import CircuitOpenError, TallyIOError
+from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
 from tallyio.record import TX_DTYPE
 from tallyio.report import Report, hist_summary
 
@@ -57,7 +58,7 @@ class _ProcessorSlot:
     """A processor with its breaker, histogram and counters: one entry of the dispatch list."""
 
     __slots__ = ("name", "proc", "process", "breaker", "hist", "batches", "rows", "errors",
-                 "skipped_rows", "opportunities", "last_error")
+                 "skipped_rows", "opportunities", "last_error", "transitions")
 
     def __init__(self, name, proc, breaker):
         self.name = name
@@ -67,6 +68,7 @@ class _ProcessorSlot:
         self.hist = LatencyHistogram()
         self.batches = self.rows = self.errors = self.skipped_rows = self.opportunities = 0
         self.last_error = None
+        self.transitions: Counter = Counter()
 
 
 class Engine:
@@ -98,6 +100,16 @@ class Engine:
         self.e2e = LatencyHistogram()
         self.stage_ingest = LatencyHistogram()   # arrival -> drained
         self.stage_decide = LatencyHistogram()   # drained -> decided
+        window = self.config["monitoring"]["window"]
+        self.e2e_window = WindowedHistogram(window)
+        self.ingest_window = WindowedHistogram(window)
+        self.decide_window = WindowedHistogram(window)
+        self.batch_sizes = LatencyHistogram()    # a histogram of counts, not ns
+        self.collector = None
+        self.exporter = None
+        self.slots = []
+        self.switches: dict = {}
+        self.pool = None
         self.rejected: Counter = Counter()
         self.ingested = 0   # by the ingest thread
         self.pushed = 0     # by push()
@@ -147,8 +159,15 @@ class Engine:
             success_threshold=b["success_threshold"], timeout=b["timeout"],
             latency_violation_threshold=b["latency_violation_threshold"],
             threshold_policy=factory(**b["policy_options"]))
-        breaker.add_listener(lambda n, old, new: self._events.append((n, old, new)))
+        breaker.add_listener(self._on_transition)
         return breaker
+
+    def _on_transition(self, name, old, new):
+        # called by the breaker in the engine thread; hooks fire after the batch
+        for slot in self.slots:
+            if slot.name == name:
+                slot.transitions[new] += 1
+        self._events.append((name, old, new))
 
     def _resolve_source(self, feed):
         if feed is not None and not isinstance(feed, (str, os.PathLike)):
@@ -209,10 +228,15 @@ class Engine:
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         self._t0 = now_ns()
+        mon = cfg["monitoring"]
+        self.collector = MetricsCollector(self, mon["interval"], mon["window"])
+        if mon["enabled"]:
+            self.exporter = PrometheusExporter(self, mon["address"], mon["port"])
         self._engine_thread = threading.Thread(target=self._engine_loop, name="tallyio-engine",
                                                daemon=True)
         self._engine_thread.start()
         self._state = "running"
+        self.collector.start()
         # observers see the start before the first batch: no row is ingested until they return
         self._fire("engine_started", engine=self)
         self._ingest_threads = []
@@ -246,11 +270,12 @@ class Engine:
         self._stop_ingest.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the feed is fully ingested and processed; True if it was."""
+        """Wait until the feed is fully ingested and every accepted row is processed or expired;
+        True if it was within ``timeout`` seconds."""
         if not self._ingest_done.wait(timeout):
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self.ring):
+        while self.processed + self.rejected.get("expired", 0) < self.ingested + self.pushed:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.0005)
@@ -291,6 +316,9 @@ class Engine:
         if close is not None:
             close()
         sys.setswitchinterval(self._old_switch)
+        self.collector.stop()
+        if self.exporter is not None:
+            self.exporter.close()
         self._state = "stopped"
         report = self.report()
         self._fire("engine_stopped", engine=self, report=report)
@@ -401,7 +429,10 @@ class Engine:
                 continue
             t_drained = now_ns()
             arrivals = batch["arrival_ns"]
-            self.stage_ingest.record_many(np.maximum(t_drained - arrivals, 0))
+            waited = np.maximum(t_drained - arrivals, 0)
+            self.stage_ingest.record_many(waited)
+            self.ingest_window.current.record_many(waited)
+            self.batch_sizes.record(n)
             batch.flags.writeable = False
             found = 0
             for slot in slots:
@@ -429,7 +460,10 @@ class Engine:
                     found += self._emit(slot, result)
             t_done = now_ns()
             self.stage_decide.record(t_done - t_drained, n)
-            self.e2e.record_many(np.maximum(t_done - arrivals, 0))
+            self.decide_window.current.record(t_done - t_drained, n)
+            total = np.maximum(t_done - arrivals, 0)
+            self.e2e.record_many(total)
+            self.e2e_window.current.record_many(total)
             self.processed += n
             self.batches += 1
             self._last_ns = t_done
@@ -468,6 +502,33 @@ class Engine:
 
     # ---- results ---------------------------------------------------------------------------
 
+    def metrics(self) -> dict:
+        """A snapshot of the live metrics (see docs/monitoring.md); cheap enough to poll."""
+        if self._state == "new":
+            raise TallyIOError("metrics() on an engine that has not started")
+        return snapshot(self)
+
+    def threads(self) -> list[threading.Thread]:
+        return [t for t in [getattr(self, "_engine_thread", None), *getattr(self, "_ingest_threads", []),
+                            self.collector._thread if self.collector else None] if t is not None]
+
+    def windows(self) -> tuple[WindowedHistogram, ...]:
+        return (self.e2e_window, self.ingest_window, self.decide_window)
+
+    def stage_histograms(self) -> dict:
+        return {"end_to_end": (self.e2e, self.e2e_window),
+                "ingest_to_drained": (self.stage_ingest, self.ingest_window),
+                "drained_to_decided": (self.stage_decide, self.decide_window)}
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        d = dict(self.rejected)
+        if self.refused:
+            d["ring_full_push"] = self.refused
+        return d
+
+    def pool_stats(self) -> dict:
+        return self.pool.stats()["classes"] if self.pool is not None else {}
+
     def report(self) -> Report:
         span = (self._last_ns - self._first_ns) / 1e9 if self._last_ns > self._first_ns else 0.0
         procs = {}
@@ -487,7 +548,7 @@ class Engine:
             ingested=self.ingested + self.pushed,
             batches=self.batches,
             mean_batch=drain["rows"] / drain["batches"] if drain["batches"] else 0.0,
-            rejected=dict(self.rejected, **({"ring_full_push": self.refused} if self.refused else {})),
+            rejected=self.rejected_by_reason(),
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             opportunities=list(self.opportunities),
             duration_s=span,

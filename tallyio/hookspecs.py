@@ -114,3 +114,12 @@ def batch_done(stats: dict) -> None:
     batch by default, with ``{"size", "expired", "drain_ns", "process_ns", "opportunities"}``.
     Returns nothing.
     """
+
+
+@hookspec
+def metrics_collected(metrics: dict) -> None:
+    """Observe the engine's metrics snapshot (``Engine.metrics()``), to forward it elsewhere.
+
+    Called every ``[monitoring] interval`` seconds from the engine's metrics thread, never from
+    the hot path, while the engine runs. Exceptions are logged and counted. Returns nothing.
+    """

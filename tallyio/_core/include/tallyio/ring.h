@@ -220,7 +220,7 @@ empty:
 
 /* Push up to n rows from src; returns how many were taken (a prefix of src). */
 static inline uint64_t tio_ring_push_many(tio_ring *r, const void *src, uint64_t n) {
-    uint64_t first, k;
+    uint64_t first = 0, k;
     if (n == 0) return 0;
     if (r->kind == TIO_RING_SPSC) {
         first = tio_load_relaxed(&r->tail);
@@ -239,7 +239,7 @@ static inline uint64_t tio_ring_push_many(tio_ring *r, const void *src, uint64_t
 
 /* Pop up to n rows into dst; returns how many were taken. */
 static inline uint64_t tio_ring_pop_many(tio_ring *r, void *dst, uint64_t n) {
-    uint64_t first, k;
+    uint64_t first = 0, k;
     if (n == 0) return 0;
     if (r->kind == TIO_RING_SPSC) {
         first = tio_load_relaxed(&r->head);
