@@ -249,13 +249,15 @@ class Engine:
             self._ingest_done.set()
         return self
 
-    def push(self, records) -> int:
-        """Offer rows directly (stamped now); returns how many the ring took (the rest are refused
-        and counted as ``ring_full``)."""
+    def push(self, records, *, stamp: bool = True) -> int:
+        """Offer rows directly; returns how many the ring took (the rest are refused and counted
+        as ``ring_full_push``). With ``stamp`` the rows' ``arrival_ns`` is set to now; without,
+        the caller's stamps stand (an open-loop load generator stamps the *scheduled* time)."""
         if self._state != "running":
             raise TallyIOError(f"push() on an engine that is {self._state}")
         rows = np.array(records, dtype=TX_DTYPE, copy=True).reshape(-1)
-        rows["arrival_ns"] = now_ns()
+        if stamp:
+            rows["arrival_ns"] = now_ns()
         if not self._first_ns:
             self._first_ns = int(rows["arrival_ns"][0])
         with self._lock:  # push() may be called from several threads

@@ -1,6 +1,10 @@
+import os
+import sys
 import types
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # engine_helpers, under --import-mode=importlib
 
 from engine_helpers import CountingProcessor, Recorder
 from tallyio.hookspecs import hookimpl
