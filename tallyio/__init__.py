@@ -1,5 +1,6 @@
 """TallyIO: a low-latency transaction-processing engine with a compiled, GIL-free core."""
 from tallyio._core.batch import BatchDrain
+from tallyio._core.cache import StateCache
 from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
 from tallyio._core.ring import ObjectRing, Ring
@@ -27,6 +28,7 @@ __all__ = [
     "Opportunity",
     "PluginError",
     "Report",
+    "StateCache",
     "Ring",
     "RingClosedError",
     "TX_DTYPE",

@@ -14,13 +14,25 @@ def _cmd_bench(args) -> int:
     from tallyio.bench import AREAS
     from tallyio.bench._harness import format_table
 
+    if args.ab:
+        from tallyio.bench.ab import format_ab, run
+        try:
+            print(format_ab(run(args.ab, repeats=args.repeats)))
+        except ValueError as e:
+            print(f"tallyio bench: {e}", file=sys.stderr)
+            return 2
+        return 0
     areas = args.area or list(AREAS)
-    unknown = [a for a in areas if a not in AREAS]
+    unknown = [a for a in areas if a not in AREAS and a != "kpi"]
     if unknown:
-        print(f"tallyio bench: unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}",
+        print(f"tallyio bench: unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}, kpi",
               file=sys.stderr)
         return 2
     for area in areas:
+        if area == "kpi":
+            from tallyio.bench.kpi import kpi_table
+            print(kpi_table(quick=args.quick))
+            continue
         mod = importlib.import_module(f"tallyio.bench.{area}")
         print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
         print(format_table(mod.run(quick=args.quick)))
@@ -142,8 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=_cmd_plugins)
 
     b = sub.add_parser("bench", help="compare TallyIO with the tools a user would pick instead")
-    b.add_argument("area", nargs="*", help="areas to run (default: all)")
+    b.add_argument("area", nargs="*", help="areas to run (default: every micro comparison; "
+                   "'kpi' runs the plan's KPI suite against a plain-Python engine)")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
+    b.add_argument("--ab", metavar="SWITCH", help="A/B one optimization switch, on vs off")
+    b.add_argument("--repeats", type=int, default=3, help="trials per arm for --ab (default 3)")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -5,7 +5,6 @@ The table lives in ``tallyio/cache.h``; this module validates arguments, convert
 guards who may touch the table when (see ``StateCache``).
 """
 from cpython.long cimport PyLong_CheckExact
-from cpython.exc cimport PyErr_Occurred, PyErr_Clear
 from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 cimport numpy as cnp
@@ -14,10 +13,6 @@ import numpy as np
 cnp.import_array()
 
 cdef extern from "Python.h":
-    # Declared here without an exception clause so the callers turn an overflow into an error
-    # that names the argument, instead of Python's anonymous OverflowError.
-    unsigned long long PyLong_AsUnsignedLongLong(object o) noexcept
-    long long PyLong_AsLongLong(object o) noexcept
     object PyLong_FromLongLong(long long v)
 
 cdef extern from "<sched.h>" nogil:
@@ -44,14 +39,15 @@ cdef uint64_t _key_slow(object key) except? 0xFFFFFFFFFFFFFFFF:
     return _key(int(key))
 
 
+# Cython's own conversion reads the digits of a multi-digit int directly; the C API's
+# PyLong_AsUnsignedLongLong goes through _PyLong_AsByteArray and costs ~30 ns more per call on a
+# 64-bit key. The try costs nothing measurable on the success path.
 cdef inline uint64_t _key(object key) except? 0xFFFFFFFFFFFFFFFF:
-    cdef unsigned long long k
     if PyLong_CheckExact(key):
-        k = PyLong_AsUnsignedLongLong(key)
-        if k == <unsigned long long>-1 and PyErr_Occurred():
-            PyErr_Clear()
-            raise ValueError(f"key must be an int in [0, 2**64), got {key}")
-        return k
+        try:
+            return key
+        except OverflowError:
+            raise ValueError(f"key must be an int in [0, 2**64), got {key}") from None
     return _key_slow(key)
 
 
@@ -62,13 +58,11 @@ cdef int64_t _i64_slow(object value) except? -1:
 
 
 cdef inline int64_t _i64(object value) except? -1:
-    cdef long long v
     if PyLong_CheckExact(value):
-        v = PyLong_AsLongLong(value)
-        if v == -1 and PyErr_Occurred():
-            PyErr_Clear()
-            raise ValueError(f"value must be an int in [-2**63, 2**63), got {value}")
-        return v
+        try:
+            return value
+        except OverflowError:
+            raise ValueError(f"value must be an int in [-2**63, 2**63), got {value}") from None
     return _i64_slow(value)
 
 
@@ -252,7 +246,7 @@ cdef class StateCache:
     def pop(self, key, default=None):
         """Remove ``key`` and return its value, or return ``default`` when it is absent."""
         cdef uint64_t k = _key(key)
-        cdef int64_t v
+        cdef int64_t v = 0
         cdef cnp.ndarray out
         self._wait(True)
         if self.is_i64:

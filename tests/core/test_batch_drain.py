@@ -142,3 +142,19 @@ def test_concurrent_drains_and_producers_count_every_row():
         t.join(timeout=300)
     out = np.sort(np.concatenate(got[0] + got[1]))
     np.testing.assert_array_equal(out, np.arange(n_per * producers))
+
+
+def test_wait_until_reaches_the_deadline_without_the_gil():
+    from tallyio import wait_until
+    deadline = now_ns() + 2_000_000
+    ticks = []
+    t = threading.Thread(target=lambda: ticks.extend(range(1000)))  # runs while we wait
+    t.start()
+    wait_until(deadline)
+    t.join()
+    assert now_ns() >= deadline and len(ticks) == 1000
+    wait_until(0)  # a deadline in the past returns at once
+    with pytest.raises(ValueError, match="deadline_ns must be >= 0, got -1"):
+        wait_until(-1)
+    with pytest.raises(ValueError, match="spin_ns must be >= 0, got -5"):
+        wait_until(0, -5)
