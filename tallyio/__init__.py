@@ -7,7 +7,8 @@ from tallyio._core.ring import ObjectRing, Ring
 from tallyio.config import Config, load_config
 from tallyio.engine import Engine
 from tallyio.errors import (BatchTimeoutError, BufferFullError, CircuitOpenError, ConfigError,
-                            PluginError, RingClosedError, TallyIOError)
+                            OptimizationUnavailableError, PluginError, RingClosedError,
+                            TallyIOError)
 from tallyio.hookspecs import hookimpl
 from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE
@@ -25,6 +26,7 @@ __all__ = [
     "Engine",
     "LatencyHistogram",
     "ObjectRing",
+    "OptimizationUnavailableError",
     "Opportunity",
     "PluginError",
     "Report",

@@ -30,8 +30,13 @@ def _cmd_bench(args) -> int:
         return 2
     for area in areas:
         if area == "kpi":
-            from tallyio.bench.kpi import kpi_table
-            print(kpi_table(quick=args.quick))
+            from tallyio.bench.kpi import kpi_results, kpi_table
+            results = kpi_results(quick=args.quick)
+            print(kpi_table(results))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(results, f, indent=2, default=str)
+                print(f"results written to {args.json}")
             continue
         mod = importlib.import_module(f"tallyio.bench.{area}")
         print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
@@ -159,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repeats")
     b.add_argument("--ab", metavar="SWITCH", help="A/B one optimization switch, on vs off")
     b.add_argument("--repeats", type=int, default=3, help="trials per arm for --ab (default 3)")
+    b.add_argument("--json", metavar="PATH", help="write the kpi results as JSON (for plots)")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -52,6 +52,9 @@ DEFAULT_FEED = os.path.join(os.path.dirname(__file__), "data", "sample_feed.npz"
 # A thread holding the GIL keeps it up to this long when another wants it (CPython's default is
 # 5 ms, a whole latency budget); the engine lowers it while running.
 SWITCH_INTERVAL = 50e-6
+# engine threads, by their names in the system core plan
+INGEST_THREAD = "mempool_ingest"
+ENGINE_THREAD = "strategy_scanner"
 
 
 class _ProcessorSlot:
@@ -124,6 +127,41 @@ class Engine:
         self._last_ns = 0
         self._events: list = []
 
+    def _apply_system(self):
+        """Check every optimization switch against the machine (``on`` and unavailable is a
+        start-up error); the threads apply affinity and priority to themselves as they start."""
+        from tallyio import system
+        cfg = self.config
+        modes = dict(cfg["optimizations"])
+        topo = system.read_topology()
+        self.plan = system.plan_cores(topo)
+        info = system.info(modes, topology=topo, plan=self.plan)
+        sw = info["switches"]
+        a = sw["cpu_affinity"]
+        ingest_cpu = self.plan.cpu_of(INGEST_THREAD)
+        if modes["cpu_affinity"] == "auto" and a["active"] and ingest_cpu == self.plan.cpu_of(ENGINE_THREAD):
+            # Both threads spin-wait: pinned to one CPU they would take turns at every wait.
+            a.update(active=False, state="inactive",
+                     reason=f"ingest and engine threads would share cpu {ingest_cpu} "
+                            f"({len(topo.allowed_cpus)} allowed CPUs); left unpinned")
+        system.require_switches(info)
+        self.switches = sw
+        self.tunings = {}
+
+    def _tune(self, name: str):
+        """Pin the calling engine thread and set its priority, per the switches (never raises:
+        availability was checked at start; a late failure is logged and reported)."""
+        from tallyio.system import tune_thread
+        aff = self.config.switch("cpu_affinity") if self.switches["cpu_affinity"]["active"] else "off"
+        rt = self.config.switch("realtime_priority") if self.switches["realtime_priority"]["active"] else "off"
+        if aff == "off" and rt == "off":
+            return
+        try:
+            self.tunings[name] = tune_thread(name, self.plan, affinity_mode=aff, realtime_mode=rt)
+        except Exception as exc:
+            self.tunings[name] = repr(exc)
+            log.error("could not tune thread %s: %s", name, exc)
+
     def _build_processors(self):
         wanted = self.config["plugins"]["processors"] or list(self.registry.processors)
         unknown = [n for n in wanted if n not in self.registry.processors]
@@ -145,7 +183,7 @@ class Engine:
         return slots
 
     def _make_breaker(self, name):
-        if self.config.switch("circuit_breaker") == "off":
+        if not self.switches["circuit_breaker"]["active"]:
             return None
         from tallyio.resilience.breaker import CircuitBreaker
         b = self.config["breaker"]
@@ -200,6 +238,7 @@ class Engine:
             self._state = "starting"
         cfg = self.config
         self._reset_counters()
+        self._apply_system()
         self.slots = self._build_processors()
         self.sinks = []
         for name in cfg["sinks"]["names"]:
@@ -362,6 +401,7 @@ class Engine:
     # ---- threads ---------------------------------------------------------------------------
 
     def _ingest(self, source):
+        self._tune(INGEST_THREAD)
         src = self.config["source"]
         speed, rate = float(src["speed"]), float(src["rate"])
         on_full = self.config["engine"]["on_full"]
@@ -416,6 +456,7 @@ class Engine:
             self._ingest_done.set()
 
     def _engine_loop(self):
+        self._tune(ENGINE_THREAD)
         drain, ring = self.drain.drain, self.ring
         slots, sinks = self.slots, self.sinks
         sample_every = self.config["engine"]["observer_sample_every"]

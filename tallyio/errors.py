@@ -38,3 +38,16 @@ class ConfigError(TallyIOError, ValueError):
 
 class PluginError(TallyIOError):
     """A plugin that could not be loaded or that implements an unknown hook."""
+
+
+class OptimizationUnavailableError(TallyIOError, RuntimeError):
+    """An optimization the config turns ``on`` that this machine cannot honour.
+
+    ``switch`` names the optimization (``"realtime_priority"``, ``"allocator"``...) and ``reason``
+    says what is missing.
+    """
+
+    def __init__(self, switch: str, reason: str):
+        self.switch = switch
+        self.reason = reason
+        super().__init__(f"{switch} is 'on' but unavailable: {reason}")

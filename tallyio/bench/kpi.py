@@ -284,33 +284,39 @@ def _fmt_us(ns) -> str:
     return f"{ns / 1000:,.1f}"
 
 
-def kpi_table(quick: bool = False) -> str:
-    """Run the whole KPI set and format it with targets, verdicts and TallyIO/plain ratios."""
+def kpi_results(quick: bool = False) -> dict:
+    """Run the whole KPI set; a JSON-able dict (what ``tallyio bench kpi --json`` writes)."""
     secs = 1.0 if quick else 3.0
-    lines = [f"KPI (open loop, {SPIN_POLICY})",
+    return {
+        "seconds_per_run": secs,
+        "wait_policy": SPIN_POLICY,
+        "latency_under_load": {str(lf): latency_under_load(lf, secs) for lf in (0.5, 1.0, 2.0, 5.0)},
+        "concurrent_operations": {str(t): concurrent_operations(t, secs) for t in (1, 2, 4, 8)},
+        "saturation": saturation(100_000 if quick else 300_000),
+    }
+
+
+def kpi_table(results: dict) -> str:
+    """The KPI table with the plan's targets, verdicts and plain/TallyIO ratios."""
+    lines = [f"KPI (open loop, {results['seconds_per_run']} s per run; {results['wait_policy']})",
              f"{'benchmark':<34}{'engine':<9}{'p50 us':>10}{'p95 us':>10}{'p99 us':>11}"
              f"{'p99.9 us':>11}{'tx/s':>12}  targets",
-             "-" * 110]
+             "-" * 118]
 
     def row(name, engine, d):
-        marks = " ".join(f"{m}:{verdict(m, d[m])}" for m in ("p50", "p95", "p99") if m in d)
+        marks = " ".join(f"{m}:{verdict(m, d[m])}" for m in ("p50", "p95", "p99"))
         return (f"{name:<34}{engine:<9}{_fmt_us(d['p50']):>10}{_fmt_us(d['p95']):>10}"
                 f"{_fmt_us(d['p99']):>11}{_fmt_us(d['p999']):>11}{d['throughput_tps']:>12,.0f}  "
                 + (marks if engine == "tallyio" else ""))
 
     ratios = []
-    for lf in (0.5, 1.0, 2.0, 5.0):
-        r = latency_under_load(lf, secs)
-        name = f"latency_under_load lf={lf}"
-        lines += [row(name, "tallyio", r["tallyio"]), row("", "plain", r["plain"])]
-        ratios.append((name, r["plain"]["p99"] / max(r["tallyio"]["p99"], 1)))
-    for th in (1, 2, 4, 8):
-        r = concurrent_operations(th, secs)
-        name = f"concurrent_operations threads={th}"
-        lines += [row(name, "tallyio", r["tallyio"]), row("", "plain", r["plain"])]
-        ratios.append((name, r["plain"]["p99"] / max(r["tallyio"]["p99"], 1)))
-    s = saturation(100_000 if quick else 300_000)
-    t, p = s["tallyio"], s["plain"]
+    for key, label in (("latency_under_load", "latency_under_load lf={}"),
+                       ("concurrent_operations", "concurrent_operations threads={}")):
+        for k, r in results[key].items():
+            name = label.format(k)
+            lines += [row(name, "tallyio", r["tallyio"]), row("", "plain", r["plain"])]
+            ratios.append((name, r["plain"]["p99"] / max(r["tallyio"]["p99"], 1)))
+    t, p = results["saturation"]["tallyio"], results["saturation"]["plain"]
     lines.append(f"{'throughput at saturation':<34}{'tallyio':<9}{'':>52}{t['throughput_tps']:>12,.0f}"
                  f"  throughput_tps:{verdict('throughput_tps', t['throughput_tps'])}")
     lines.append(f"{'':<34}{'plain':<9}{'':>52}{p['throughput_tps']:>12,.0f}")

@@ -13,7 +13,8 @@ from tallyio.system.numa import NumaScheduler, current_node
 from tallyio.system.plan import CRITICAL_THREADS, CorePlan, plan_cores
 from tallyio.system.priority import (RealtimeStatus, current_policy, realtime_permission, restore_normal,
                                      set_realtime)
-from tallyio.system.topology import Cpu, NumaNode, Topology, format_cpulist, parse_cpulist, read_topology
+from tallyio.system.topology import (Cpu, NumaNode, Topology, format_cpulist, parse_cpulist, read_topology,
+                                     synthetic_topology)
 from tallyio.system.tuning import ThreadTuning, tune_thread
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "allocator_status", "allowed_cpus", "cli_info", "current_node", "current_policy", "default_malloc_conf",
     "ensure_jemalloc", "find_jemalloc", "format_cpulist", "format_info", "info", "jemalloc_env",
     "live_allocator", "parse_cpulist", "pin_named", "pin_thread", "plan_cores", "read_topology",
-    "realtime_permission", "require_switches", "restore_normal", "set_realtime", "thread_affinity",
+    "realtime_permission", "require_switches", "restore_normal", "set_realtime", "synthetic_topology",
+    "thread_affinity",
     "tune_thread", "unpin_thread",
 ]

@@ -1,20 +1,7 @@
-"""The error the system switches raise (to move into ``tallyio.errors`` when integrated)."""
+"""Switch-mode checking shared by the system modules; the error lives in ``tallyio.errors``."""
 from __future__ import annotations
 
-from tallyio.errors import TallyIOError
-
-
-class OptimizationUnavailableError(TallyIOError, RuntimeError):
-    """An optimization the config turns ``on`` that this machine cannot honour.
-
-    ``switch`` names the optimization (``"realtime_priority"``, ``"allocator"``...) and ``reason``
-    says what is missing.
-    """
-
-    def __init__(self, switch: str, reason: str):
-        self.switch = switch
-        self.reason = reason
-        super().__init__(f"{switch} is 'on' but unavailable: {reason}")
+from tallyio.errors import OptimizationUnavailableError  # noqa: F401  (re-exported)
 
 
 MODES = ("auto", "on", "off")

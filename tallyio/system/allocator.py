@@ -110,7 +110,7 @@ def jemalloc_env(env: Mapping[str, str] | None = None, *, library: str | None = 
     ``OptimizationUnavailableError`` when no jemalloc is installed.
     """
     out = dict(os.environ if env is None else env)
-    lib = library or find_jemalloc()
+    lib = library or out.get(LIBRARY_ENV) or find_jemalloc()
     if lib is None or not os.path.isfile(lib):
         raise OptimizationUnavailableError("allocator", _missing(lib))
     preload = [p for p in out.get("LD_PRELOAD", "").replace(" ", ":").split(":") if p]
@@ -124,7 +124,7 @@ def jemalloc_env(env: Mapping[str, str] | None = None, *, library: str | None = 
 
 def _missing(lib: str | None) -> str:
     if lib:
-        return f"jemalloc library {lib} does not exist"
+        return f"jemalloc library {lib} does not exist (from the library argument or ${LIBRARY_ENV})"
     return "jemalloc is not installed (apt-get install libjemalloc2, or set TALLYIO_JEMALLOC to its path)"
 
 
@@ -147,7 +147,7 @@ def ensure_jemalloc(mode: str = "auto", *, library: str | None = None, malloc_co
     if current == "jemalloc":
         return AllocatorStatus(mode, True, current, "jemalloc preloaded", library or find_jemalloc())
     environ = os.environ if env is None else env
-    lib = library or find_jemalloc()
+    lib = library or environ.get(LIBRARY_ENV) or find_jemalloc()
     if lib is None or not os.path.isfile(lib):
         reason = _missing(lib)
     elif environ.get(REEXEC_MARKER):
@@ -172,9 +172,9 @@ def allocator_status(mode: str = "auto", *, library: str | None = None,
     """What :func:`ensure_jemalloc` would achieve in ``mode``, without doing it (for ``info``)."""
     check_mode("allocator mode", mode)
     current = live_allocator(maps_path)
-    lib = library or find_jemalloc()
+    lib = library or os.environ.get(LIBRARY_ENV) or find_jemalloc()
     if mode == "off":
-        return AllocatorStatus(mode, False, current, "off in config", lib)
+        return AllocatorStatus(mode, current == "jemalloc", current, "off in config", lib)
     if current == "jemalloc":
         return AllocatorStatus(mode, True, current, "jemalloc preloaded", lib)
     if lib is None or not os.path.isfile(lib):

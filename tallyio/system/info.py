@@ -42,17 +42,26 @@ def _module_built(name: str) -> bool:
         return False
 
 
-def _simd(flags: frozenset[str], mode: str) -> tuple[bool, str]:
+def _load_simd():
+    return importlib.import_module("tallyio.simd")
+
+
+def _simd(flags: frozenset[str], mode: str, loader: Callable) -> tuple[bool, str]:
     best = "avx512" if all(f in flags for f in _SIMD_FLAGS["avx512"]) else "avx2" if "avx2" in flags else "scalar"
     try:
-        simd = importlib.import_module("tallyio.simd")
+        simd = loader()
         level = simd.level()
+        levels = tuple(simd.available_levels()) if hasattr(simd, "available_levels") else None
     except (ImportError, AttributeError):
         return False, f"simd module not built (CPU supports {best})"
     if mode in _SIMD_FLAGS:
-        missing = [f for f in _SIMD_FLAGS[mode] if f not in flags]
-        if missing:
-            return False, f"{mode} asked for, CPU lacks {', '.join(missing)}"
+        if levels is not None:
+            if mode not in levels:
+                return False, f"{mode} asked for, available here: {', '.join(levels)}"
+        else:
+            missing = [f for f in _SIMD_FLAGS[mode] if f not in flags]
+            if missing:
+                return False, f"{mode} asked for, CPU lacks {', '.join(missing)}"
         return True, f"level {mode} (forced)"
     if level in ("scalar", "none", "generic", None):
         return False, f"level {level}: CPU has neither AVX2 nor AVX-512"
@@ -75,7 +84,8 @@ def _check_modes(modes: Mapping[str, str] | None) -> dict[str, str]:
 def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", topology: Topology | None = None,
          plan: CorePlan | None = None, rt_priority: int = DEFAULT_PRIORITY,
          realtime_check: Callable[[int], str | None] | None = None, jemalloc_library: str | None = None,
-         maps_path: str = "/proc/self/maps", cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+         maps_path: str = "/proc/self/maps", cpuinfo_path: str = "/proc/cpuinfo",
+         simd_loader: Callable = _load_simd) -> dict:
     """The machine, its core plan, and each optimization switch: mode, available, active, reason.
 
     ``modes`` maps a switch (``SWITCHES``) to ``"auto"``, ``"on"`` or ``"off"`` (simd also takes a
@@ -120,7 +130,7 @@ def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", to
                             if _module_built("tallyio._core.pool") else (False, "pool module not built"))
     avail["prefetch"] = ((True, "compiled prefetching iterator") if _module_built("tallyio._core.prefetch")
                          else (False, "prefetch module not built"))
-    avail["simd"] = _simd(flags, modes["simd"])
+    avail["simd"] = _simd(flags, modes["simd"], simd_loader)
     a = allocator_status("auto", library=jemalloc_library, maps_path=maps_path)
     avail["allocator"] = (a.active, a.reason if a.active else f"{a.reason}; {a.allocator} malloc in use")
 

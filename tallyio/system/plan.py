@@ -126,8 +126,7 @@ def plan_cores(topology: Topology, threads: Sequence[str] = CRITICAL_THREADS, *,
             raise ValueError(f"os_cores must leave at least one core for the engine, got {os_cores} "
                              f"with {len(free)} free cores")
         n_os = os_cores if free else 0
-    os_part = free[:n_os]
-    rest = free[n_os:]
+    rest = free[n_os:]  # free[:n_os] stay with the OS
 
     critical: dict[str, int] = {}
     for name in threads:

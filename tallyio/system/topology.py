@@ -7,7 +7,7 @@ its own core, one node holding every CPU) and records why in ``Topology.notes``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -316,3 +316,21 @@ def read_topology(sysfs_root: str | os.PathLike = LIVE_SYSFS, allowed: Iterable[
     return Topology(allowed_cpus=allowed_t, cpus=cpus, nodes=tuple(nodes), mem_total_bytes=mem_total,
                     cpu_quota=quota, notes=tuple(notes), sysfs_root=str(root),
                     has_numa_info=has_numa_info, has_sibling_info=has_sibling_info)
+
+
+def synthetic_topology(nodes: int = 1, cpus: int = 2, smt: int = 1) -> Topology:
+    """A made-up machine: ``cpus`` logical CPUs, ``smt`` per core, cores split evenly over
+    ``nodes``, numbered as Linux does (cpu N and N + cpus/smt are siblings). For planning ahead
+    ("what would a 64-CPU, 4-node box get?") and for benchmarks; nothing is read."""
+    for name, v in (("nodes", nodes), ("cpus", cpus), ("smt", smt)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if cpus % smt or (cpus // smt) % nodes:
+        raise ValueError(f"cpus must split into {nodes} nodes of {smt}-thread cores, got {cpus}")
+    ncores = cpus // smt
+    per_node = ncores // nodes
+    info = {c: Cpu(c, c % ncores, (c % ncores) // per_node, (c % ncores) // per_node,
+                   tuple(c % ncores + k * ncores for k in range(smt))) for c in range(cpus)}
+    node_list = tuple(NumaNode(n, tuple(c for c in range(cpus) if info[c].node == n), None) for n in range(nodes))
+    return Topology(allowed_cpus=tuple(range(cpus)), cpus=info, nodes=node_list, mem_total_bytes=None,
+                    sysfs_root="(synthetic)")

@@ -69,3 +69,9 @@ def fake_sysfs(tmp_path):
     def make(name: str = "sys", **kw) -> Path:
         return build_fake_sysfs(tmp_path / name, **kw)
     return make
+
+
+@pytest.fixture(scope="session")
+def build_sysfs():
+    """The builder itself, for tests (hypothesis ones) that make many trees in one test."""
+    return build_fake_sysfs

@@ -1,0 +1,89 @@
+"""Per-block replay report: swaps decoded, sandwiches and cyclic arbitrages found.
+
+Usage: ``python -m tallyio_mainnet.report [DIR_OR_FILE]`` (default: the package's sample blocks).
+The inspectors come from the ``tallyio-sandwich`` and ``tallyio-arbitrage`` plugin packages; in a
+source checkout they are picked up from the sibling ``plugins/`` directories when not installed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tallyio_mainnet.decode import block_files, decode_block
+from tallyio_mainnet.source import sample_dir
+
+COLUMNS = ("file", "block", "txs", "swaps", "v2", "v3", "skipped", "reverted", "sandwiches",
+           "arbitrages")
+
+
+def _inspectors():
+    try:
+        from tallyio_arbitrage.cycles import find_cyclic_arbitrages
+        from tallyio_sandwich.inspect import find_sandwiches
+    except ImportError:
+        plugins = Path(__file__).resolve().parents[2]
+        for name in ("tallyio-sandwich", "tallyio-arbitrage"):
+            if (plugins / name).is_dir() and str(plugins / name) not in sys.path:
+                sys.path.insert(0, str(plugins / name))
+        try:
+            from tallyio_arbitrage.cycles import find_cyclic_arbitrages
+            from tallyio_sandwich.inspect import find_sandwiches
+        except ImportError as e:
+            raise SystemExit("the report needs the tallyio-sandwich and tallyio-arbitrage plugin "
+                             f"packages: pip install them ({e})") from None
+    return find_sandwiches, find_cyclic_arbitrages
+
+
+def block_rows(path: str | Path) -> list[dict]:
+    """One dict per block file under ``path`` (a file or a directory), with the report's columns."""
+    find_sandwiches, find_cyclic_arbitrages = _inspectors()
+    p = Path(path)
+    files = block_files(p) if p.is_dir() else [p]
+    rows = []
+    for f in files:
+        records, stats = decode_block(f)
+        rows.append({
+            "file": f.name,
+            "block": stats["block"],
+            "txs": stats["transactions"],
+            "swaps": len(records),
+            "v2": stats["swaps"]["uniswap_v2"],
+            "v3": stats["swaps"]["uniswap_v3"],
+            "skipped": sum(stats["skipped"].values()),
+            "reverted": stats["reverted_traces"],
+            "sandwiches": len(find_sandwiches(records)),
+            "arbitrages": len(find_cyclic_arbitrages(records)),
+        })
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A plain-text table of ``rows`` with a totals line (numeric columns summed)."""
+    total = {c: sum(r[c] for r in rows) for c in COLUMNS[2:]}
+    total.update(file="total", block=f"{len(rows)} blocks")
+    cells = [list(COLUMNS)] + [[str(r[c]) for c in COLUMNS] for r in [*rows, total]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                       for i, (v, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(len(lines) - 1, lines[1])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tallyio_mainnet.report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", default=str(sample_dir()),
+                        help="a block JSON file or a directory of <number>.json files")
+    args = parser.parse_args(argv)
+    p = Path(args.path)
+    if not (p.is_dir() or p.is_file()):
+        parser.error(f"path must be a block JSON file or a directory, got {args.path!r}")
+    print(format_rows(block_rows(p)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
