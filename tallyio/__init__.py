@@ -3,11 +3,13 @@ from tallyio._core.batch import BatchDrain
 from tallyio._core.cache import StateCache
 from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
+from tallyio._core.pool import Block, MemoryPool
 from tallyio._core.ring import ObjectRing, Ring
 from tallyio.config import Config, load_config
 from tallyio.engine import Engine
-from tallyio.errors import (BatchTimeoutError, BufferFullError, CircuitOpenError, ConfigError,
-                            OptimizationUnavailableError, PluginError, RingClosedError,
+from tallyio.errors import (BatchTimeoutError, BlockReleasedError, BufferFullError,
+                            CircuitOpenError, ConfigError, OptimizationUnavailableError,
+                            PluginError, PoolClosedError, PoolExhaustedError, RingClosedError,
                             TallyIOError)
 from tallyio.hookspecs import hookimpl
 from tallyio.opportunity import Opportunity
@@ -18,6 +20,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchDrain",
+    "Block",
+    "BlockReleasedError",
     "BatchTimeoutError",
     "BufferFullError",
     "CircuitOpenError",
@@ -25,10 +29,13 @@ __all__ = [
     "ConfigError",
     "Engine",
     "LatencyHistogram",
+    "MemoryPool",
     "ObjectRing",
     "OptimizationUnavailableError",
     "Opportunity",
     "PluginError",
+    "PoolClosedError",
+    "PoolExhaustedError",
     "Report",
     "StateCache",
     "Ring",

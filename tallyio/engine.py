@@ -148,6 +148,40 @@ class Engine:
         self.switches = sw
         self.tunings = {}
 
+    def _pooled_buffers(self, batch_size: int):
+        """With the memory_pool switch active: the batch and expired buffers, two blocks of a
+        MemoryPool (huge-page backed where the machine allows) reused for every batch, so the
+        engine allocates nothing per batch. Otherwise None: each drain allocates its arrays."""
+        sw = self.switches["memory_pool"]
+        if not sw["active"]:
+            return None
+        from tallyio._core.pool import MemoryPool
+        need = batch_size * TX_DTYPE.itemsize
+        if need > 2 * 2**20:
+            sw.update(active=False, state="inactive",
+                      reason=f"a batch of {batch_size} rows ({need} B) exceeds a 2 MiB block")
+            return None
+        node = None
+        if self.switches["numa"]["active"]:
+            from tallyio.system import current_node
+            node = current_node()
+        self.pool = MemoryPool(small=0, medium=0, large=0, huge=2, numa_node=node)
+        self._blocks = [self.pool.allocate(need), self.pool.allocate(need)]
+        sw["reason"] = (f"batch buffers in 2 MiB blocks ({self.pool.stats()['classes']['huge']['pages']} "
+                        f"pages), reused for every batch")
+        return tuple(np.frombuffer(blk, dtype=TX_DTYPE, count=batch_size) for blk in self._blocks)
+
+    def _release_buffers(self):
+        if self.pool is None:
+            return
+        self._batch_buffers = None
+        for blk in self._blocks:
+            try:
+                self.pool.release(blk)
+            except BufferError:  # a processor kept a view past its call: the pool reclaims it at GC
+                log.warning("a batch buffer is still referenced; it is released when collected")
+        self._blocks = []
+
     def _tune(self, name: str):
         """Pin the calling engine thread and set its priority, per the switches (never raises:
         availability was checked at start; a late failure is logged and reported)."""
@@ -253,6 +287,7 @@ class Engine:
         batch_size = b["batch_size"] if cfg.switch("batching") != "off" else 1
         self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=b["max_age"],
                                 idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
+        self._batch_buffers = self._pooled_buffers(batch_size)
         configured = cfg["source"]["path"] or cfg["source"]["kind"] != "auto"
         self.source = self._resolve_source(feed) if feed is not None or configured else None
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
@@ -334,6 +369,7 @@ class Engine:
         self.ring.close()
         self._closing.set()
         self._engine_thread.join()
+        self._release_buffers()
         for slot in self.slots:
             flush = getattr(slot.proc, "flush", None)
             if flush is None:
@@ -457,14 +493,20 @@ class Engine:
 
     def _engine_loop(self):
         self._tune(ENGINE_THREAD)
-        drain, ring = self.drain.drain, self.ring
+        drain, drain_into, ring = self.drain.drain, self.drain.drain_into, self.ring
+        buffers = self._batch_buffers
         slots, sinks = self.slots, self.sinks
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
         while True:
-            batch, expired = drain()
-            if len(expired):
-                self.rejected["expired"] += len(expired)
+            if buffers is None:
+                batch, expired = drain()
+                n_expired = len(expired)
+            else:
+                n, n_expired = drain_into(*buffers)
+                batch = buffers[0][:n]
+            if n_expired:
+                self.rejected["expired"] += n_expired
             n = len(batch)
             if n == 0:
                 if self._closing.is_set() and len(ring) == 0:
@@ -513,7 +555,7 @@ class Engine:
             if self._events:
                 self._fire_events()
             if observe and self.batches % sample_every == 0:
-                self._fire("batch_done", stats={"size": n, "expired": len(expired),
+                self._fire("batch_done", stats={"size": n, "expired": n_expired,
                                                 "drain_ns": t_drained, "process_ns": t_done - t_drained,
                                                 "opportunities": found})
 

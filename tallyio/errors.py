@@ -51,3 +51,15 @@ class OptimizationUnavailableError(TallyIOError, RuntimeError):
         self.switch = switch
         self.reason = reason
         super().__init__(f"{switch} is 'on' but unavailable: {reason}")
+
+
+class PoolExhaustedError(TallyIOError, MemoryError):
+    """An allocation refused because its size class was exhausted (``on_exhausted="raise"``)."""
+
+
+class PoolClosedError(TallyIOError):
+    """An allocation from a MemoryPool after ``close()``."""
+
+
+class BlockReleasedError(TallyIOError, ValueError):
+    """A second release of a Block, or use of a released Block's buffer."""

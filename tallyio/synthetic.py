@@ -1,6 +1,6 @@
 """A seeded synthetic market and pending-swap feed with planted MEV, plus brute-force references.
 
-``Market.generate(seed)`` builds tokens and constant-product (Uniswap V2) pools, several per token
+``Market(seed)`` builds tokens and constant-product (Uniswap V2) pools, several per token
 pair, priced inside each pair's no-arbitrage band. ``generate_feed(seed, n, market, ...)`` turns it
 into ``n`` pending swaps (``TX_DTYPE`` rows with ``FLAG_PENDING``) and returns, with them, the
 ground truth: every opportunity the feed holds by construction.
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Mapping
 
@@ -96,43 +96,22 @@ class Pool:
         return out
 
 
-@dataclass
 class Market:
     """Tokens (token 0 is WETH-like), their prices in WETH-wei per unit, and pools.
 
-    ``pairs`` maps ``(token0, token1)`` to the indices of that pair's pools in ``pools``.
+    ``Market(seed, ...)`` generates one (see ``__init__``); ``Market.from_parts(tokens, prices,
+    pools)`` wraps given ones. ``pairs`` maps ``(token0, token1)`` to the indices of that pair's
+    pools in ``pools``.
     """
 
     tokens: list[bytes]
     prices: dict[bytes, Fraction]
     pools: list[Pool]
-    pairs: dict[tuple[bytes, bytes], list[int]] = field(init=False)
+    pairs: dict[tuple[bytes, bytes], list[int]]
 
-    def __post_init__(self):
-        self.pairs = {}
-        for i, p in enumerate(self.pools):
-            if p.token0 >= p.token1:
-                raise ValueError(f"pool {address_hex(p.address)} must have token0 < token1")
-            self.pairs.setdefault((p.token0, p.token1), []).append(i)
-        self._index = {p.address: i for i, p in enumerate(self.pools)}
-
-    @property
-    def weth(self) -> bytes:
-        return self.tokens[0]
-
-    def pool_index(self, address) -> int:
-        return self._index[bytes(address)]
-
-    def siblings(self, i: int) -> list[int]:
-        p = self.pools[i]
-        return [j for j in self.pairs[(p.token0, p.token1)] if j != i]
-
-    def copy(self) -> "Market":
-        return copy.deepcopy(self)
-
-    @classmethod
-    def generate(cls, seed: int, *, n_tokens: int = 6, pools_per_pair: int = 3, extra_pairs: int = 2,
-                 liquidity: tuple[int, int] = (10**21, 10**23), price_decades: float = 4.0) -> "Market":
+    def __init__(self, seed: int = 0, *, n_tokens: int = 6, pools_per_pair: int = 3,
+                 extra_pairs: int = 2, liquidity: tuple[int, int] = (10**21, 10**23),
+                 price_decades: float = 4.0):
         """A seeded market.
 
         ``n_tokens`` tokens (token 0 WETH-like); a WETH pair for every other token plus
@@ -172,11 +151,40 @@ class Market:
                 r0 = max(1, int(value / prices[t0]))
                 r1 = max(1, int(value * (1 + jitter) / prices[t1]))
                 pools.append(Pool(rng.bytes(20), t0, t1, r0, r1))
-        market = cls(tokens, prices, pools)
-        bad = [i for i in range(len(pools)) if not _in_band(market, i)]
+        self._set(tokens, prices, pools)
+        bad = [i for i in range(len(pools)) if not _in_band(self, i)]
         if bad:  # reserves so small that rounding them moved prices out of the band
             raise ValueError(f"liquidity {liquidity!r} too small: pools {bad} start with an arbitrage")
-        return market
+
+    @classmethod
+    def from_parts(cls, tokens: list[bytes], prices: Mapping[bytes, Fraction], pools: list[Pool]) -> "Market":
+        """A market of the given tokens (``tokens[0]`` WETH-like), prices and pools."""
+        m = cls.__new__(cls)
+        m._set(list(tokens), dict(prices), list(pools))
+        return m
+
+    def _set(self, tokens, prices, pools):
+        self.tokens, self.prices, self.pools = tokens, prices, pools
+        self.pairs = {}
+        for i, p in enumerate(pools):
+            if p.token0 >= p.token1:
+                raise ValueError(f"pool {address_hex(p.address)} must have token0 < token1")
+            self.pairs.setdefault((p.token0, p.token1), []).append(i)
+        self._index = {p.address: i for i, p in enumerate(pools)}
+
+    @property
+    def weth(self) -> bytes:
+        return self.tokens[0]
+
+    def pool_index(self, address) -> int:
+        return self._index[bytes(address)]
+
+    def siblings(self, i: int) -> list[int]:
+        p = self.pools[i]
+        return [j for j in self.pairs[(p.token0, p.token1)] if j != i]
+
+    def copy(self) -> "Market":
+        return copy.deepcopy(self)
 
     # -- pools table ------------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -218,7 +226,7 @@ class Market:
         pools = [Pool(a, t0, t1, r0, r1) for a, t0, t1, r0, r1 in zip(
             addrs(arrays["pool_address"]), addrs(arrays["pool_token0"]), addrs(arrays["pool_token1"]),
             u256_column_to_ints(arrays["pool_reserve0"]), u256_column_to_ints(arrays["pool_reserve1"]))]
-        return cls(tokens, prices, pools)
+        return cls.from_parts(tokens, prices, pools)
 
 
 # -- references ----------------------------------------------------------------------------------
@@ -245,8 +253,9 @@ def best_cross_input(xa: int, ya: int, xb: int, yb: int, *, limit: int = EXHAUST
 
     Returns ``(amount_in, gross_profit, exhaustive)``; ``amount_in`` 0 when no input gains.
     Exhaustive over every input that could gain when there are at most ``limit`` of them; else an
-    exact integer ternary search on the profit followed by a scan of ``NEIGHBOURHOOD`` inputs on
-    each side (``exhaustive`` False: the result may trail the true maximum by a unit or two).
+    exact integer ternary search over the amount of Y bought, then a scan of the least inputs for
+    ``NEIGHBOURHOOD`` amounts either side and of ``NEIGHBOURHOOD`` inputs either side of its input
+    (``exhaustive`` False: the result may trail the true maximum by a few units).
     """
     if xa <= 0 or ya <= 0 or xb <= 0 or yb <= 0:
         raise ValueError(f"reserves must be positive, got {(xa, ya, xb, yb)}")
@@ -260,16 +269,29 @@ def best_cross_input(xa: int, ya: int, xb: int, yb: int, *, limit: int = EXHAUST
     if hi <= limit:
         d, p = _exhaustive_cross(xa, ya, xb, yb, hi)
         return (d, p, True) if p > 0 else (0, 0, True)
-    lo_, hi_ = 1, hi
+    # Search over the amount y of Y bought, each at its least input: that profit,
+    # out(y on B) - d_min(y), is within 2 units of its floorless (concave) value, so an exact
+    # integer ternary search on it lands within the top of the curve; then scan around it.
+    def d_min(y):
+        return -(-FEE_DEN * xa * y // (FEE_NUM * (ya - y)))
+
+    def q(y):
+        return amount_out(y, yb, xb) - d_min(y)
+
+    lo_, hi_ = 1, amount_out(hi, xa, ya)
     while hi_ - lo_ > 2:
         m1 = lo_ + (hi_ - lo_) // 3
         m2 = hi_ - (hi_ - lo_) // 3
-        if _cross_profit(m1, xa, ya, xb, yb) < _cross_profit(m2, xa, ya, xb, yb):
+        if q(m1) < q(m2):
             lo_ = m1 + 1
         else:
             hi_ = m2 - 1
+    d0 = d_min(lo_)
+    cands = set(range(max(1, d0 - NEIGHBOURHOOD), d0 + NEIGHBOURHOOD + 1))
+    for y in range(max(1, lo_ - NEIGHBOURHOOD), min(ya - 1, hi_ + NEIGHBOURHOOD) + 1):
+        cands.add(d_min(y))
     best_d, best_p = 0, 0
-    for d in range(max(1, lo_ - NEIGHBOURHOOD), hi_ + NEIGHBOURHOOD + 1):
+    for d in sorted(cands):
         p = _cross_profit(d, xa, ya, xb, yb)
         if p > best_p:
             best_d, best_p = d, p
@@ -409,9 +431,14 @@ def _in_band(market: Market, i: int) -> bool:
     return True
 
 
-def _pair_price(market: Market, pool: Pool) -> Fraction:
-    """Reference price of token0 in token1 units: what closing swaps restore."""
-    return market.prices[pool.token0] / market.prices[pool.token1]
+def _close_target(market: Market, i: int) -> Fraction:
+    """Price (token1 per token0) a closing swap restores pool ``i`` to: the mean of its siblings',
+    which lies inside the band of each of them; the pair's reference price if it has none."""
+    sib = [market.pools[j] for j in market.siblings(i)]
+    if not sib:
+        p = market.pools[i]
+        return market.prices[p.token0] / market.prices[p.token1]
+    return sum(Fraction(q.reserve1, q.reserve0) for q in sib) / len(sib)
 
 
 def _restoring_swap(pool: Pool, target: Fraction) -> tuple[bytes, int]:
@@ -482,39 +509,42 @@ def generate_feed(seed: int, n: int, market: Market, *, plant_arbitrage: int = 0
 
     kinds = ["arbitrage"] * plant_arbitrage + ["sandwich"] * plant_sandwich
     rng.shuffle(kinds)
-    starts = np.sort(rng.choice(n - m, m, replace=False)) + 2 * np.arange(m) if m else np.array([], int)
+    # m sorted distinct slots in [0, n - m), shifted by their rank: 2-row plants that never overlap
+    starts = np.sort(rng.choice(n - m, m, replace=False)) + np.arange(m) if m else np.array([], int)
     plan = {int(s): k for s, k in zip(starts, kinds)}
 
+    cols: dict[str, list] = {k: [] for k in ("gas_price", "nonce", "sender", "pool", "token_in",
+                                              "token_out", "amount_in", "amount_out_min")}
+
     def write(row, pool, token_in, amount_in, min_out, gp):
+        # rows are written in order; columns are filled in bulk at the end
         s = int(rng.integers(len(senders)))
-        token_out = pool.token1 if token_in == pool.token0 else pool.token0
-        r = out[row]
-        r["id"] = start_id + row
-        r["gas_price"] = gp
-        r["nonce"] = nonces[s]
+        c = cols
+        c["gas_price"].append(gp)
+        c["nonce"].append(nonces[s])
         nonces[s] += 1
-        r["protocol"] = PROTOCOL_UNISWAP_V2
-        r["flags"] = FLAG_PENDING
-        for f, a in (("sender", senders[s]), ("recipient", senders[s]), ("pool", pool.address),
-                     ("token_in", token_in), ("token_out", token_out)):
-            r[f] = np.frombuffer(a, dtype=np.uint8)
-        r["sender_key"] = address_key(senders[s])
-        r["pool_key"] = address_key(pool.address)
-        r["token_in_key"] = address_key(token_in)
-        r["token_out_key"] = address_key(token_out)
-        r["amount_in"] = int_to_u256(amount_in)
-        r["amount_out_min"] = int_to_u256(min_out)
-        r["tx_hash"] = np.frombuffer(rng.bytes(32), dtype=np.uint8)
+        c["sender"].append(senders[s])
+        c["pool"].append(pool.address)
+        c["token_in"].append(token_in)
+        c["token_out"].append(pool.token1 if token_in == pool.token0 else pool.token0)
+        c["amount_in"].append(amount_in)
+        c["amount_out_min"].append(min_out)
 
     def draw_gas():
         return int(rng.integers(glo, ghi + 1))
 
     def sandwich_safe(i, token_in, a, min_out, gp):
+        # Fast path for deep pools: the gross profit is concave in the front-run and 0 at 0, so a
+        # loss at a front-run of a millionth of the reserve (large enough that rounding is noise)
+        # means every front-run loses. Small victims move the price less than the fees: the rule.
+        rin, rout = st.pools[i].reserves(token_in)
+        if rin >= 10**12 and sandwich_gross(rin // 10**6, a, rin, rout)[1] < 0:
+            return True
         return reference_sandwich(st, i, token_in, a, min_out, gp, gas_units=sandwich_gas_units) is None
 
     def close(row, i):
         pool = st.pools[i]
-        token_in, a = _restoring_swap(pool, _pair_price(st, pool))
+        token_in, a = _restoring_swap(pool, _close_target(st, i))
         expect = amount_out(a, *pool.reserves(token_in))
         gp = draw_gas()
         if not sandwich_safe(i, token_in, a, expect, gp):
@@ -582,7 +612,8 @@ def generate_feed(seed: int, n: int, market: Market, *, plant_arbitrage: int = 0
             gp = draw_gas()
             for token_in in ((pool.token0, pool.token1)[first], (pool.token0, pool.token1)[1 - first]):
                 rin, rout = pool.reserves(token_in)
-                a = max(1, int(rin * 10 ** rng.uniform(-5, -3.3)))
+                # at least the smallest input that buys one unit
+                a = max(FEE_DEN * rin // (FEE_NUM * (rout - 1)) + 1, int(rin * 10 ** rng.uniform(-5, -3.3)))
                 expect = amount_out(a, rin, rout)
                 min_out = expect * (10**6 - int(rng.integers(0, 2000))) // 10**6  # <= 0.2% slippage
                 trial = copy.copy(pool)
@@ -602,6 +633,19 @@ def generate_feed(seed: int, n: int, market: Market, *, plant_arbitrage: int = 0
             pool.swap(token_in, a, min_out)
             row += 1
 
+    out["id"] = np.arange(start_id, start_id + n, dtype=np.uint64)
+    out["gas_price"] = np.array(cols["gas_price"], dtype=np.uint64)
+    out["nonce"] = np.array(cols["nonce"], dtype=np.uint64)
+    out["protocol"] = PROTOCOL_UNISWAP_V2
+    out["flags"] = FLAG_PENDING
+    for f, src in (("sender", "sender"), ("recipient", "sender"), ("pool", "pool"),
+                   ("token_in", "token_in"), ("token_out", "token_out")):
+        out[f] = _addresses(cols[src])
+    for f in ("sender", "pool", "token_in", "token_out"):
+        out[f + "_key"] = _keys(out[f])
+    for f in ("amount_in", "amount_out_min"):
+        out[f] = _words(cols[f])
+    out["tx_hash"] = np.frombuffer(rng.bytes(32 * n), dtype=np.uint8).reshape(n, 32)
     if rate is not None and n:
         if arrival == "poisson":
             gaps = rng.exponential(1e9 / rate, n)
@@ -613,7 +657,25 @@ def generate_feed(seed: int, n: int, market: Market, *, plant_arbitrage: int = 0
     return out, planted
 
 
+def _addresses(xs: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(xs), dtype=np.uint8).reshape(len(xs), 20)
+
+
+def _keys(addresses: np.ndarray) -> np.ndarray:
+    """``address_key`` of each row: the last 8 bytes, big-endian."""
+    return np.ascontiguousarray(addresses[:, 12:]).view(">u8").reshape(-1).astype(np.uint64)
+
+
+def _words(values: list[int]) -> np.ndarray:
+    m = (1 << 64) - 1
+    return np.array([[v & m, (v >> 64) & m, (v >> 128) & m, v >> 192] for v in values],
+                    dtype=np.uint64).reshape(len(values), 4)
+
+
 def _profit_rising(victim_in, min_out, rin, rout, f) -> bool:
-    """Whether a larger front-run than ``f`` would still gain more (so the slippage binds)."""
-    step = max(1, f // 1000)
-    return sandwich_gross(f, victim_in, rin, rout)[1] > sandwich_gross(f - step, victim_in, rin, rout)[1]
+    """Whether the gross profit still rises past the front-run ``f`` (so the slippage binds).
+
+    It is concave in the front-run (up to rounding), so a gain at ``f + f/10``, computed as if
+    the victim had no bound, means it rises all the way up to ``f``.
+    """
+    return sandwich_gross(f + f // 10 + 1, victim_in, rin, rout)[1] > sandwich_gross(f, victim_in, rin, rout)[1]

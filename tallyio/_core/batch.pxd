@@ -26,3 +26,4 @@ cdef class BatchDrain:
     cdef Py_ssize_t time_offset      # -1: no age check
     cdef uint64_t n_batches, n_rows, n_expired, n_full, n_timeout, n_idle
     cdef void _count(self, uint64_t got, int how) noexcept
+    cdef char *_buffer(self, str name, object a) except NULL

@@ -68,26 +68,48 @@ cdef class BatchDrain:
         return off
 
     def drain(self):
-        """Return ``(batch, expired)``: two arrays of the ring's dtype (``expired`` is empty
+        """Return ``(batch, expired)``: two new arrays of the ring's dtype (``expired`` is empty
         unless ``max_age`` was given)."""
-        cdef cnp.ndarray out = np.empty(self.batch_size, dtype=self.ring.dtype)
-        cdef cnp.ndarray old
-        cdef char *buf = <char *>cnp.PyArray_DATA(out)
-        cdef char *obuf
+        out = np.empty(self.batch_size, dtype=self.ring.dtype)
+        old = np.empty(self.batch_size if self.time_offset >= 0 else 0, dtype=self.ring.dtype)
+        keep, n_old = self.drain_into(out, old)
+        return out[:keep], old[:n_old]
+
+    def drain_into(self, out, expired=None):
+        """Drain into preallocated arrays (no allocation per batch): fresh rows go to the front
+        of ``out``, expired ones to the front of ``expired``; returns ``(n_fresh, n_expired)``.
+
+        Both must be writable contiguous 1-D arrays of the ring's dtype holding at least
+        ``batch_size`` rows (``expired`` may be None without ``max_age``).
+        """
+        cdef char *buf = self._buffer("out", out)
+        cdef char *obuf = NULL
         cdef uint64_t got, keep, n_old = 0
         cdef int how
+        if self.time_offset >= 0:
+            obuf = self._buffer("expired", expired)
         with nogil:
             got = tio_drain(self.ring.r, buf, self.batch_size, &self.policy, &how)
         self._count(got, how)
         if self.time_offset < 0 or got == 0:
-            return out[:got], out[:0]
-        old = np.empty(got, dtype=self.ring.dtype)
-        obuf = <char *>cnp.PyArray_DATA(old)
+            return got, 0
         with nogil:
             keep = tio_split_expired(buf, got, self.ring.r.itemsize, self.time_offset,
                                      tio_now_ns(), self.max_age_ns, obuf, &n_old)
         self.n_expired += n_old
-        return out[:keep], old[:n_old]
+        return keep, n_old
+
+    cdef char *_buffer(self, str name, object a) except NULL:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy array, got {type(a).__name__}")
+        if a.dtype != self.ring.dtype:
+            raise TypeError(f"{name} must have dtype {self.ring.dtype}, got {a.dtype}")
+        if a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
+            raise ValueError(f"{name} must be a writable contiguous 1-D array, got shape {a.shape}")
+        if a.shape[0] < self.batch_size:
+            raise ValueError(f"{name} must hold at least batch_size={self.batch_size} rows, "
+                             f"got {a.shape[0]}")
+        return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
     cdef void _count(self, uint64_t got, int how) noexcept:
         if how == TIO_DRAIN_IDLE:

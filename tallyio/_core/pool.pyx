@@ -11,26 +11,18 @@ a released block, a release while a view of the block is alive, use of a closed 
 cimport cython
 from cpython.buffer cimport PyBuffer_FillInfo
 from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
+from posix.stdlib cimport posix_memalign
 
 import operator
 import os
 
-from tallyio.errors import TallyIOError
+from tallyio.errors import BlockReleasedError, PoolClosedError, PoolExhaustedError
 
 # Local until they move to tallyio/errors.py.
 
 
-class PoolExhaustedError(TallyIOError, MemoryError):
-    """An allocation refused because its size class was exhausted (``on_exhausted="raise"``)."""
-
-
-class PoolClosedError(TallyIOError):
-    """An allocation from a MemoryPool after ``close()``."""
-
-
-class BlockReleasedError(TallyIOError, ValueError):
-    """A second release of a Block, or use of a released Block's buffer."""
 
 
 CLASS_NAMES = ("small", "medium", "large", "huge")
@@ -39,7 +31,7 @@ _PAGE_NAMES = {TIO_PAGES_NONE: "none", TIO_PAGES_NORMAL: "normal", TIO_PAGES_THP
                TIO_PAGES_HUGETLB: "hugetlb"}
 _HUGE = {"auto": TIO_HUGE_AUTO, "hugetlb": TIO_HUGE_HUGETLB, "thp": TIO_HUGE_THP,
          "off": TIO_HUGE_OFF}
-_MAX_SIZE = (1 << 62)
+cdef Py_ssize_t _MAX_SIZE = (<Py_ssize_t>1) << 62
 
 
 def _online_numa_nodes():
@@ -85,6 +77,9 @@ cdef uint32_t _check_count(str name, object n) except? 0:
 
 
 cdef Py_ssize_t _check_size(object size) except -1:
+    # Convert first and compare C integers: Python-object comparisons would cost more than the
+    # allocation itself.
+    cdef Py_ssize_t n
     if type(size) is not int:
         if isinstance(size, bool):
             raise TypeError(f"size must be an int, got {size!r}")
@@ -92,11 +87,15 @@ cdef Py_ssize_t _check_size(object size) except -1:
             size = operator.index(size)
         except TypeError:
             raise TypeError(f"size must be an int, got {size!r}") from None
-    if size <= 0:
+    try:
+        n = size
+    except OverflowError:
+        n = -1 if size < 0 else _MAX_SIZE + 1
+    if n <= 0:
         raise ValueError(f"size must be > 0, got {size}")
-    if size > _MAX_SIZE:
+    if n > _MAX_SIZE:
         raise ValueError(f"size must be at most 2**62, got {size}")
-    return size
+    return n
 
 
 @cython.freelist(64)
@@ -128,9 +127,10 @@ cdef class Block:
         # buffer error and wraps a released block in a 0-d object array.
         if self._released:
             raise BlockReleasedError("block was released; its buffer is no longer usable")
-        a = memoryview(self)
         import numpy
-        return numpy.asarray(a, dtype=dtype)
+        if copy:
+            return numpy.array(memoryview(self), dtype=dtype, copy=True)
+        return numpy.asarray(memoryview(self), dtype=dtype)
 
     cdef int _free(self) except -1:
         cdef int rc = 0
@@ -166,7 +166,7 @@ cdef class Block:
 
     @property
     def size_class(self):
-        """"small", "medium", "large", "huge", or "system" (from the system allocator)."""
+        """The class that served the block: "small" ... "huge", or "system" (system allocator)."""
         return CLASS_NAMES[self.cls] if self.cls >= 0 else "system"
 
     def __len__(self):
@@ -459,6 +459,8 @@ cdef class MemoryPool:
                         stamps[nh] = stamp
                         if chk:
                             _stamp(<char *>held[nh], sz, stamp)
+                        else:
+                            (<char *>held[nh])[0] = 1  # parity with the _bench_system peer
                         nh += 1
                     if nh == h or (i + 1 == n and nh > 0):
                         for j in range(nh):
@@ -474,6 +476,42 @@ cdef class MemoryPool:
             self._maybe_unmap()
         return {"allocated": a, "freed": fr, "system": sysn, "refused": refd, "corrupt": bad,
                 "bad_free": badf}
+
+    def _bench_system(self, n_ops, size, hold=1, aligned=False):
+        """Benchmark peer of ``_stress(check=False)``: the same loop on ``malloc`` (or, with
+        ``aligned``, ``posix_memalign`` to 64 B like the pool's blocks) and ``free`` without the
+        GIL: the system allocator a compiled module would use instead."""
+        cdef uint64_t n, i
+        cdef size_t sz
+        cdef int h, nh = 0, j
+        cdef bint failed = False, al = bool(aligned)
+        cdef void *held[64]
+        if isinstance(n_ops, bool) or not isinstance(n_ops, int) or n_ops < 0:
+            raise ValueError(f"n_ops must be an int >= 0, got {n_ops!r}")
+        if isinstance(hold, bool) or not isinstance(hold, int) or not 1 <= hold <= 64:
+            raise ValueError(f"hold must be an int in [1, 64], got {hold!r}")
+        sz = <size_t>_check_size(size)
+        n, h = n_ops, hold
+        with nogil:
+            for i in range(n):
+                if al:
+                    if posix_memalign(&held[nh], 64, sz) != 0:
+                        held[nh] = NULL
+                else:
+                    held[nh] = malloc(sz)
+                if held[nh] == NULL:
+                    failed = True
+                    break
+                (<char *>held[nh])[0] = 1
+                nh += 1
+                if nh == h or i + 1 == n:
+                    for j in range(nh):
+                        free(held[j])
+                    nh = 0
+            for j in range(nh):
+                free(held[j])
+        if failed:
+            raise MemoryError(f"posix_memalign failed for size={sz}")
 
     def _c_misuse(self, size):
         """Test hook: codes of C-level ``tio_pool_free`` for a good free, a double free, an interior

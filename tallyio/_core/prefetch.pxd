@@ -35,3 +35,4 @@ cdef class PrefetchingIterator:
     cdef readonly object array
     cdef size_t row_bytes
     cdef bint rows_contiguous
+    cdef bint one_d

@@ -7,6 +7,10 @@ import numpy as np
 
 cnp.import_array()
 
+cdef extern from "numpy/arrayobject.h":
+    # The numpy scalar of one element (a view for records), as ndarray iteration builds it.
+    object PyArray_Scalar(void *data, cnp.dtype descr, object base)
+
 _INTP = np.dtype(np.intp)
 
 
@@ -42,6 +46,7 @@ cdef class PrefetchingIterator:
         self.row_bytes = a.itemsize
         for dim in range(1, a.ndim):
             self.row_bytes *= a.shape[dim]
+        self.one_d = a.ndim == 1 and not a.dtype.hasobject
         self.rows_contiguous = a.ndim == 1 or a[:1].flags.c_contiguous
         span = self.row_bytes if self.rows_contiguous else a.itemsize
         self.array = a
@@ -61,8 +66,13 @@ cdef class PrefetchingIterator:
 
     def __next__(self):
         cdef size_t i = self.it.pos
-        if tio_pf_iter_next(&self.it) == NULL:
+        cdef char *row = tio_pf_iter_next(&self.it)
+        if row == NULL:
             raise StopIteration
+        if self.one_d:
+            # What iterating a 1-D array yields (a numpy scalar; for a record, a view), built from
+            # the row pointer without going through __getitem__.
+            return PyArray_Scalar(row, (<cnp.ndarray>self.array).descr, self.array)
         return self.array[i]
 
     def next_many(self, n):

@@ -99,8 +99,8 @@ cdef cnp.ndarray as_u64(object obj, str name):
         return np.ascontiguousarray(a, dtype=_U64)
     # A list mixing ints above 2**63 with small ones comes out as float64 or object: convert the
     # Python ints themselves, never through a float.
-    if kind in "fO" and not isinstance(obj, np.ndarray) and all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in a.tolist()):
+    if kind in "fO" and isinstance(obj, (list, tuple)) and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in obj):
         try:
             return np.array(obj, dtype=_U64)
         except OverflowError:

@@ -158,3 +158,29 @@ def test_wait_until_reaches_the_deadline_without_the_gil():
         wait_until(-1)
     with pytest.raises(ValueError, match="spin_ns must be >= 0, got -5"):
         wait_until(0, -5)
+
+
+def test_drain_into_preallocated_buffers():
+    r = Ring(16, TX_DTYPE)
+    rows = np.zeros(5, dtype=TX_DTYPE)
+    rows["id"] = np.arange(5)
+    now = now_ns()
+    rows["arrival_ns"] = [now, now - 10**10, now, now, now - 10**10]
+    r.push_many(rows)
+    d = BatchDrain(r, 8, batch_timeout=0.0005, max_age=1.0)
+    out = np.zeros(8, dtype=TX_DTYPE)
+    old = np.zeros(8, dtype=TX_DTYPE)
+    assert d.drain_into(out, old) == (3, 2)
+    assert out["id"][:3].tolist() == [0, 2, 3] and old["id"][:2].tolist() == [1, 4]
+    with pytest.raises(ValueError, match="out must hold at least batch_size=8 rows, got 4"):
+        d.drain_into(np.zeros(4, dtype=TX_DTYPE), old)
+    with pytest.raises(TypeError, match="expired must be a numpy array, got NoneType"):
+        d.drain_into(out, None)
+    with pytest.raises(TypeError, match="out must have dtype"):
+        d.drain_into(np.zeros(8, dtype=np.int64), old)
+    ro = np.zeros(8, dtype=TX_DTYPE)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable contiguous"):
+        d.drain_into(ro, old)
+    plain = BatchDrain(Ring(8), 4, batch_timeout=0.0005)
+    assert plain.drain_into(np.zeros(4, dtype=np.int64)) == (0, 0)

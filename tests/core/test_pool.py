@@ -185,6 +185,8 @@ def test_buffer_is_writable_and_exactly_the_requested_size():
         a[:] = 9
         assert bytes(mv) == b"\x09" * 100
         assert addr(b) % 64 == 0
+        # __array__ (numpy's fallback when the buffer protocol fails) gives the same view or a copy.
+        assert np.shares_memory(b.__array__(), a) and b.__array__(copy=True).flags.owndata
         del mv, a
         p.release(b)
 
@@ -352,7 +354,10 @@ def test_c_level_free_misuse_is_refused():
 
 def test_free_list_refuses_the_aba_cas():
     with tiny() as p:
-        first = [addr(p.allocate(64)) for _ in range(4)]  # collected at once: back on the list
+        held = [p.allocate(64) for _ in range(4)]
+        first = [addr(b) for b in held]
+        for b in held:
+            p.release(b)
         for _ in range(3):
             assert p._aba_replay() is True
         # The list is intact: four distinct blocks, then exhaustion.

@@ -186,3 +186,35 @@ def test_lifecycle_errors(make_pm):
     with eng:
         eng.push(rows(5))
     assert eng.report().processed == 5
+
+
+@pytest.mark.parametrize("switches", [
+    {"memory_pool": "off"}, {"memory_pool": "on"}, {"batching": "off"},
+    {"cpu_affinity": "off", "numa": "off", "prefetch": "off"},
+])
+def test_every_switch_setting_processes_every_row(make_pm, switches):
+    pm, rec = make_pm()
+    cfg = dict(FAST, optimizations=dict(FAST["optimizations"], **switches))
+    eng = Engine(cfg, plugin_manager=pm)
+    report = eng.run(chunks(3_000))
+    assert report.processed == rec.instances["counting"].rows == 3_000
+    assert rec.instances["counting"].id_sum == 3_000 * 2_999 // 2
+    for name, mode in switches.items():
+        assert eng.switches[name]["mode"] == mode
+        if mode == "off":
+            assert not eng.switches[name]["active"]
+    if switches.get("memory_pool") == "on":
+        assert eng.switches["memory_pool"]["active"]
+        assert eng.pool.stats()["classes"]["huge"]["high_water"] == 2
+        assert eng.pool.stats()["in_use"] == 0  # released at stop
+    if switches.get("batching") == "off":
+        assert report.mean_batch == 1.0
+
+
+def test_on_switch_the_machine_cannot_honour_fails_start(make_pm, monkeypatch):
+    from tallyio import OptimizationUnavailableError, system
+    monkeypatch.setattr(system, "read_topology", lambda: system.synthetic_topology(nodes=1, cpus=2))
+    pm, _ = make_pm()
+    eng = Engine(dict(FAST, optimizations={"numa": "on"}), plugin_manager=pm)
+    with pytest.raises(OptimizationUnavailableError, match="numa is 'on' but unavailable: one NUMA node"):
+        eng.start()

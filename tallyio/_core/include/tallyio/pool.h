@@ -140,9 +140,11 @@ static inline uint32_t tio_pool_take(tio_pool_class *c, uint64_t *gen) {
         tio_fetch_add_relaxed(&c->exhausted, 1);
         return TIO_POOL_NIL;
     }
-    /* The slot is ours alone until pushed back; a racing (buggy) release of the previous
-     * generation fails its CAS against this new value. */
-    *gen = tio_fetch_add_relaxed(&c->state[idx], 1) + 1;
+    /* The slot is ours alone until pushed back, so a plain store suffices: a racing (buggy)
+     * release of an older generation fails its CAS whether it sees the value before or after. */
+    uint64_t g = tio_load_relaxed(&c->state[idx]) + 1;
+    tio_store_relaxed(&c->state[idx], g);
+    *gen = g;
     uint64_t n = tio_fetch_add_relaxed(&c->in_use, 1) + 1;
     tio_max_relaxed(&c->high_water, n);
     return idx;
