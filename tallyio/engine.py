@@ -285,11 +285,17 @@ class Engine:
         self.ring = Ring(e["ring_capacity"], TX_DTYPE, kind=e["ring_kind"])
         b = cfg["batching"]
         batch_size = b["batch_size"] if cfg.switch("batching") != "off" else 1
-        self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=b["max_age"],
-                                idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
-        self._batch_buffers = self._pooled_buffers(batch_size)
         configured = cfg["source"]["path"] or cfg["source"]["kind"] != "auto"
         self.source = self._resolve_source(feed) if feed is not None or configured else None
+        # A recorded feed replayed as fast as possible is queued all at once by design: its
+        # backlog is the replay's, not the market's, so rows are not aged out (max_age applies
+        # to live sources, pushed rows and paced replays).
+        src = cfg["source"]
+        self.max_age = None if (getattr(self.source, "replay", False) and not src["speed"]
+                                and not src["rate"]) else b["max_age"]
+        self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=self.max_age,
+                                idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
+        self._batch_buffers = self._pooled_buffers(batch_size)
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
         for slot in self.slots:
             on_feed = getattr(slot.proc, "on_feed", None)

@@ -216,6 +216,8 @@ def write_feed(path: str | os.PathLike, records: np.ndarray, **metadata: np.ndar
 class FileSource:
     """Replays a recorded feed file, in chunks of ``chunk`` rows."""
 
+    replay = True  # see Engine: an as-fast-as-possible replay does not age rows out
+
     def __init__(self, path, chunk: int = 4096):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
@@ -238,9 +240,11 @@ class FileSource:
 class IterableSource:
     """Wraps a Python iterable of ``TX_DTYPE`` rows or arrays (validated chunk by chunk)."""
 
-    def __init__(self, iterable: Iterable, chunk: int = 1024, metadata: dict | None = None):
+    def __init__(self, iterable: Iterable, chunk: int = 1024, metadata: dict | None = None,
+                 replay: bool = False):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.replay = replay
         self.iterable = iterable
         self.chunk = chunk
         self.metadata = metadata or {}
@@ -272,6 +276,8 @@ class SyntheticSource:
     ``rate`` (tx/s) sets the arrival schedule; ``metadata`` carries the market's pool table for the
     strategies and ``planted`` the ground truth.
     """
+
+    replay = True
 
     def __init__(self, seed: int = 0, n: int = 100_000, rate: float = 100_000.0,
                  plant_arbitrage: int = 10, plant_sandwich: int = 10, chunk: int = 4096,

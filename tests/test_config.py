@@ -84,3 +84,21 @@ def test_environment_overrides(tmp_path):
 def test_config_error_is_a_value_error():
     with pytest.raises(ValueError):
         from_dict({"engine": {"ring_capacity": 3}})
+
+
+def test_example_deploy_config_is_valid_and_complete():
+    """docs/examples/deploy.toml lists every key with its default."""
+    import os
+    from tallyio.config import SCHEMA, defaults
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "deploy.toml")
+    import tomllib
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    cfg = load_config(path, env={})
+    d = defaults()
+    for section, keys in SCHEMA.items():
+        if section == "processors":
+            continue
+        assert set(raw[section]) == set(keys), section
+        for key in keys:
+            assert cfg[section][key] == d[section][key], (section, key)

@@ -36,6 +36,8 @@ class MainnetTraceSource:
     or a negative ``slot_s`` / ``max_gap_s``.
     """
 
+    replay = True  # a recorded feed: replayed as fast as possible, its rows never age out
+
     def __init__(self, path: str | os.PathLike | None = None, *, slot_s: float = SLOT_S,
                  max_gap_s: float | None = SLOT_S) -> None:
         p = sample_dir() if path is None else Path(path)
