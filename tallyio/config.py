@@ -54,11 +54,12 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "sleep": (_NUM, 0.0, lambda v: 0 <= v <= 0.1, "in [0, 0.1] seconds"),
     },
     "breaker": {
-        "latency_threshold": (_NUM, 0.001, lambda v: v > 0, "> 0 seconds"),
+        # per batch: a batch of a few hundred rows through Python strategies takes ~0.5 ms
+        "latency_threshold": (_NUM, 0.005, lambda v: v > 0, "> 0 seconds"),
         "failure_threshold": ((int,), 5, lambda v: v >= 1, ">= 1"),
         "success_threshold": ((int,), 3, lambda v: v >= 1, ">= 1"),
-        "timeout": (_NUM, 30.0, lambda v: v > 0, "> 0 seconds"),
-        "latency_violation_threshold": ((int,), 3, lambda v: v >= 1, ">= 1"),
+        "timeout": (_NUM, 5.0, lambda v: v > 0, "> 0 seconds"),
+        "latency_violation_threshold": ((int,), 5, lambda v: v >= 1, ">= 1"),
         "policy": ((str,), "static", None, "a registered threshold policy name"),
         "policy_options": ((dict,), {}, None, "a table"),
     },

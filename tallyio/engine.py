@@ -226,11 +226,18 @@ class Engine:
         if factory is None:
             raise TallyIOError(f"[breaker] policy {policy_name!r} is not registered "
                                f"(registered: {sorted(self.registry.threshold_policies)})")
+        opts = dict(b["policy_options"])
+        if policy_name == "static" and not opts:
+            opts["seconds"] = b["latency_threshold"]  # the static policy is the config's threshold
+        try:
+            policy = factory(**opts)
+        except (TypeError, ValueError) as e:
+            raise TallyIOError(f"[breaker] policy {policy_name!r} with options {opts}: {e}") from e
         breaker = CircuitBreaker(
             name, latency_threshold=b["latency_threshold"], failure_threshold=b["failure_threshold"],
             success_threshold=b["success_threshold"], timeout=b["timeout"],
             latency_violation_threshold=b["latency_violation_threshold"],
-            threshold_policy=factory(**b["policy_options"]))
+            threshold_policy=policy)
         breaker.add_listener(self._on_transition)
         return breaker
 

@@ -27,7 +27,7 @@ from tallyio.errors import PluginError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PLUGINS = ("tallyio.builtins",)
+DEFAULT_PLUGINS = ("tallyio.builtins", "tallyio.resilience.breaker")
 ENTRY_POINT_GROUP = "tallyio"
 
 

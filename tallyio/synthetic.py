@@ -46,8 +46,8 @@ from typing import Mapping
 
 import numpy as np
 
-from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, address_key,
-                            int_to_u256, u256_column_to_ints)
+from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, int_to_u256,
+                            u256_column_to_ints)
 
 FEE_NUM = 997  # Uniswap V2: 0.3% of the input stays in the pool
 FEE_DEN = 1000
