@@ -4,6 +4,7 @@ from tallyio._core.cache import StateCache
 from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
 from tallyio._core.pool import Block, MemoryPool
+from tallyio._core.prefetch import PrefetchingIterator, gather
 from tallyio._core.ring import ObjectRing, Ring
 from tallyio.config import Config, load_config
 from tallyio.engine import Engine
@@ -15,11 +16,16 @@ from tallyio.hookspecs import hookimpl
 from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE
 from tallyio.report import Report
+from tallyio.resilience.batch import AsyncBatchProcessor, BatchProcessor
+
+from tallyio import simd  # noqa: E402  (tallyio.simd.hash_batch, ...)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncBatchProcessor",
     "BatchDrain",
+    "BatchProcessor",
     "Block",
     "BlockReleasedError",
     "BatchTimeoutError",
@@ -33,6 +39,7 @@ __all__ = [
     "ObjectRing",
     "OptimizationUnavailableError",
     "Opportunity",
+    "PrefetchingIterator",
     "PluginError",
     "PoolClosedError",
     "PoolExhaustedError",
@@ -42,8 +49,10 @@ __all__ = [
     "RingClosedError",
     "TX_DTYPE",
     "TallyIOError",
+    "gather",
     "hookimpl",
     "load_config",
     "now_ns",
+    "simd",
     "wait_until",
 ]

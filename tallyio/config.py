@@ -44,6 +44,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "ingest_chunk": ((int,), 1024, lambda v: 1 <= v <= 1 << 20, "in [1, 2**20]"),
         "on_full": ((str,), "block", lambda v: v in ("block", "drop"), "'block' or 'drop'"),
         "observer_sample_every": ((int,), 1000, lambda v: v >= 0, ">= 0 (0: never)"),
+        "dedup": ((bool,), True, None, "true or false"),
+        "dedup_capacity": ((int,), 1 << 20, lambda v: 1 <= v <= 1 << 31, "in [1, 2**31]"),
     },
     "batching": {
         "batch_size": ((int,), 256, lambda v: v >= 1, ">= 1"),

@@ -41,6 +41,7 @@ from tallyio._core.batch import BatchDrain
 from tallyio._core.clock import now_ns, wait_until
 from tallyio._core.hist import LatencyHistogram
 from tallyio._core.ring import Ring
+from tallyio.dedup import Dedup
 from tallyio.errors import CircuitOpenError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
 from tallyio.record import TX_DTYPE
@@ -120,6 +121,7 @@ class Engine:
         self.processed = 0
         self.batches = 0
         self.ingest_waits = 0
+        self.duplicates_dropped = 0
         self.opportunities: list = []
         self.sink_errors = 0
         self.observer_errors = 0
@@ -147,6 +149,16 @@ class Engine:
         system.require_switches(info)
         self.switches = sw
         self.tunings = {}
+
+    def _apply_simd(self):
+        """The simd switch picks the kernels' level for this process (dedup hashing and any
+        strategy using tallyio.simd): auto/on the best the CPU has, off the scalar twin."""
+        from tallyio import simd
+        mode = self.config.switch("simd")
+        best = simd.available_levels()[-1]
+        level = {"auto": best, "on": best, "off": "scalar"}.get(mode, mode)
+        simd.set_level(level)
+        self.switches["simd"]["reason"] = f"level {simd.level()}"
 
     def _pooled_buffers(self, batch_size: int):
         """With the memory_pool switch active: the batch and expired buffers, two blocks of a
@@ -303,6 +315,8 @@ class Engine:
         self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=self.max_age,
                                 idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
         self._batch_buffers = self._pooled_buffers(batch_size)
+        self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
+        self._apply_simd()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
         for slot in self.slots:
             on_feed = getattr(slot.proc, "on_feed", None)
@@ -364,7 +378,8 @@ class Engine:
         if not self._ingest_done.wait(timeout):
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.processed + self.rejected.get("expired", 0) < self.ingested + self.pushed:
+        while (self.processed + self.rejected.get("expired", 0) + self.duplicates_dropped
+               < self.ingested + self.pushed):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.0005)
@@ -508,6 +523,7 @@ class Engine:
         self._tune(ENGINE_THREAD)
         drain, drain_into, ring = self.drain.drain, self.drain.drain_into, self.ring
         buffers = self._batch_buffers
+        dedup = self.dedup
         slots, sinks = self.slots, self.sinks
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
@@ -520,6 +536,12 @@ class Engine:
                 batch = buffers[0][:n]
             if n_expired:
                 self.rejected["expired"] += n_expired
+            if dedup is not None and len(batch):
+                keep = dedup.fresh(batch)
+                if not keep.all():
+                    self.rejected["duplicate"] += int(len(keep) - keep.sum())
+                    self.duplicates_dropped += int(len(keep) - keep.sum())
+                    batch = batch[keep]
             n = len(batch)
             if n == 0:
                 if self._closing.is_set() and len(ring) == 0:

@@ -22,6 +22,12 @@ cdef extern from "tallyio/objqueue.h" nogil:
     void tio_objq_close(tio_objq_gate *g) noexcept nogil
     int tio_objq_is_closed(tio_objq_gate *g) noexcept nogil
     int tio_objq_quiet(tio_objq_gate *g) noexcept nogil
+    void tio_objq_want_gil(tio_objq_gate *g) noexcept nogil
+    void tio_objq_got_gil(tio_objq_gate *g) noexcept nogil
+    void tio_objq_released_gil(tio_objq_gate *g) noexcept nogil
+    int tio_objq_gil_wanted(tio_objq_gate *g) noexcept nogil
+    void tio_objq_yield_gil(tio_objq_gate *g, const tio_drain_policy *p,
+                            uint64_t max_ns) noexcept nogil
     int tio_objq_push_wait(tio_ring *r, const tio_objq_entry *e, uint64_t deadline_ns,
                            const tio_drain_policy *p) noexcept nogil
     uint64_t tio_objq_push_many_wait(tio_ring *r, const tio_objq_entry *e, uint64_t n,
@@ -39,11 +45,13 @@ cdef class ObjectQueue:
     cdef int mode
     cdef uint64_t timeout_ns        # UINT64_MAX: wait forever
     cdef object on_drop
+    cdef bint handoff
     cdef uint64_t n_accepted, n_closed, n_full, n_timeout, n_dropped
     cdef uint64_t n_batches, n_full_batches, n_timeout_batches, n_flush_batches, n_expired
     cdef uint64_t _deadline(self) noexcept
     cdef int _push_dropping(self, tio_objq_entry *e, list dropped) except -1
     cdef _hand_dropped(self, list dropped)
+    cdef void _maybe_yield_gil(self) noexcept
 
 
 cdef class Batch:

@@ -25,6 +25,10 @@ RAISE = 1
 DROP_OLDEST = 2
 _MODES = {"block": BLOCK, "raise": RAISE, "drop_oldest": DROP_OLDEST}
 
+# A producer gives the GIL up to the consumer for at most this long (a few switch intervals): the
+# hand-off is an optimisation, never a dependency.
+cdef uint64_t HANDOFF_MAX_NS = 20_000_000
+
 _HOW = {TIO_OBJQ_FULL: "full", TIO_OBJQ_TIMEOUT: "timeout", TIO_OBJQ_FLUSH: "flush"}
 
 
@@ -49,7 +53,7 @@ cdef inline object _steal(void *p):
 
 cdef class ObjectQueue:
     """ObjectQueue(capacity, *, on_full="block", timeout_ns=None, spin_ns=50_000, sleep_ns=0,
-    on_drop=None)
+    on_drop=None, handoff=True)
 
     A bounded lock-free MPMC queue of ``(obj, tag, stamp)`` entries with a close gate.
 
@@ -59,12 +63,15 @@ cdef class ObjectQueue:
     handed to ``on_drop(obj, tag)`` before ``put`` returns. Waits spin ``spin_ns`` then
     ``sched_yield`` (``sleep_ns=0``) or sleep ``sleep_ns`` between polls, without the GIL.
 
+    With ``handoff``, a put that finds the consumer waiting for the GIL with a batch in hand
+    gives it the GIL (see objqueue.h) instead of making it wait for the switch interval.
+
     ``drain`` is for one consumer thread at a time. After ``close()`` every put that was accepted
     is drained before ``drain`` returns None.
     """
 
     def __cinit__(self, capacity, *, on_full="block", timeout_ns=None, spin_ns=50_000,
-                  sleep_ns=0, on_drop=None):
+                  sleep_ns=0, on_drop=None, handoff=True):
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int, got {capacity!r}")
         if capacity < 2 or capacity & (capacity - 1):
@@ -82,6 +89,7 @@ cdef class ObjectQueue:
         self.policy.spin_ns = _ns("spin_ns", spin_ns, False)
         self.policy.sleep_ns = _ns("sleep_ns", sleep_ns, False)
         self.on_drop = on_drop
+        self.handoff = bool(handoff)
         self.g = tio_objq_gate_new()
         if self.g == NULL:
             raise MemoryError("cannot allocate an ObjectQueue gate")
@@ -112,6 +120,11 @@ cdef class ObjectQueue:
                 dropped.append((_steal(old.obj), _steal(old.tag)))
                 self.n_dropped += 1
         return 0
+
+    cdef void _maybe_yield_gil(self) noexcept:
+        if self.handoff and tio_objq_gil_wanted(self.g):
+            with nogil:
+                tio_objq_yield_gil(self.g, &self.policy, HANDOFF_MAX_NS)
 
     cdef _hand_dropped(self, list dropped):
         for obj, tag in dropped:
@@ -152,6 +165,7 @@ cdef class ObjectQueue:
                 self._hand_dropped(dropped)
         finally:
             tio_objq_leave(self.g)
+        self._maybe_yield_gil()
         if ok:
             return PUT_OK
         if self.mode == RAISE:
@@ -176,6 +190,7 @@ cdef class ObjectQueue:
         Py_INCREF(tag)
         ok = tio_ring_push(self.r, &e)
         tio_objq_leave(self.g)
+        self._maybe_yield_gil()
         if ok:
             self.n_accepted += 1
             return PUT_OK
@@ -243,6 +258,7 @@ cdef class ObjectQueue:
                 self._hand_dropped(dropped)
         finally:
             tio_objq_leave(self.g)
+        self._maybe_yield_gil()
         return k
 
     def drain(self, Py_ssize_t max_n, batch_timeout_ns, max_age_ns=None):
@@ -267,9 +283,15 @@ cdef class ObjectQueue:
         if b.buf == NULL:
             raise MemoryError(f"cannot allocate a batch of {max_n} entries")
         with nogil:
+            if self.handoff:
+                tio_objq_released_gil(self.g)
             got = tio_objq_drain(self.r, self.g, b.buf, max_n, timeout, &self.policy, &how)
+            if self.handoff and how != TIO_OBJQ_STOPPED:
+                tio_objq_want_gil(self.g)
         if how == TIO_OBJQ_STOPPED:
             return None
+        if self.handoff:
+            tio_objq_got_gil(self.g)
         self.n_batches += 1
         if how == TIO_OBJQ_FULL:
             self.n_full_batches += 1

@@ -11,7 +11,7 @@ cdef extern from "numpy/arrayobject.h":
     # The numpy scalar of one element (a view for records), as ndarray iteration builds it.
     object PyArray_Scalar(void *data, cnp.dtype descr, object base)
 
-_INTP = np.dtype(np.intp)
+_I64 = np.dtype(np.int64)  # what tio_gather reads (intp on 64-bit platforms)
 
 
 cdef size_t check_distance(object distance) except? 0:
@@ -47,8 +47,11 @@ cdef class PrefetchingIterator:
         for dim in range(1, a.ndim):
             self.row_bytes *= a.shape[dim]
         self.one_d = a.ndim == 1 and not a.dtype.hasobject
-        self.rows_contiguous = a.ndim == 1 or a[:1].flags.c_contiguous
-        span = self.row_bytes if self.rows_contiguous else a.itemsize
+        contiguous = a.ndim == 1 or a[:1].flags.c_contiguous
+        span = self.row_bytes if contiguous else a.itemsize
+        # next_many copies raw bytes only where that is a faithful copy: object rows hold
+        # references whose counts a memcpy would skip.
+        self.rows_contiguous = contiguous and not a.dtype.hasobject
         self.array = a
         tio_pf_iter_init(&self.it, <char *>cnp.PyArray_DATA(a), a.strides[0], a.shape[0], span, d)
 
@@ -89,7 +92,8 @@ cdef class PrefetchingIterator:
         cdef char *dst = <char *>cnp.PyArray_DATA(out)
         cdef char *row
         if not self.rows_contiguous:
-            # Rows that are not one block of bytes (a column-major 2-D array): numpy copies them.
+            # Rows that are not one block of bytes (a column-major 2-D array) or that hold Python
+            # objects: numpy copies them.
             start = self.it.pos
             self.it.pos += k
             out[...] = self.array[start:start + k]
@@ -143,10 +147,10 @@ def gather(table, indices, distance=8):
         raise TypeError(f"table must hold fixed-size values, not Python objects, got dtype {t.dtype}")
     if raw.ndim != 1:
         raise ValueError(f"indices must be one-dimensional, got shape {raw.shape}")
-    if raw.dtype.kind not in "iu":
+    if raw.dtype.kind not in "iu" and not (raw.size == 0 and not isinstance(indices, np.ndarray)):
         raise TypeError(f"indices must be integers (int64/intp), got dtype {raw.dtype}")
     # uint64 indices >= 2**63 turn negative here, so they are still caught as out of range.
-    idx = np.require(raw.astype(_INTP, copy=False), _INTP, "CA")
+    idx = np.require(raw.astype(_I64, copy=False), _I64, "CA")
     nrows = t.shape[0]
     n = idx.shape[0]
     itemsize = t.itemsize

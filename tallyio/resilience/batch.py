@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from tallyio._core.clock import now_ns
 from tallyio._core.hist import LatencyHistogram
-from tallyio._core.objqueue import PUT_CLOSED, PUT_FULL, PUT_OK, PUT_TIMEOUT, ObjectQueue
+from tallyio._core.objqueue import PUT_CLOSED, PUT_FULL, PUT_TIMEOUT, ObjectQueue
 from tallyio.errors import BatchTimeoutError, BufferFullError, RingClosedError, TallyIOError
 
 __all__ = ["AsyncBatchProcessor", "BatchProcessor"]
@@ -48,8 +48,9 @@ class _BatchWorker:
                  batch_timeout: float = 200e-6, max_latency: float | None = None,
                  capacity: int = 4096, on_full: str = "block",
                  submit_timeout: float | None = None, budget: float = 800e-6,
-                 spin: float = 50e-6, sleep: float = 0.0, log_interval: float = 1.0,
-                 clock: Callable[[], int] | None = None, name: str | None = None):
+                 spin: float = 50e-6, sleep: float = 0.0, handoff: bool = True,
+                 log_interval: float = 1.0, clock: Callable[[], int] | None = None,
+                 name: str | None = None):
         if not callable(processor):
             raise TypeError(f"processor must be callable, got {processor!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -71,7 +72,8 @@ class _BatchWorker:
         sleep_ns = _ns("sleep", sleep)
         self._log_interval = _ns("log_interval", log_interval) / 1e9
         self._queue = ObjectQueue(capacity, on_full=on_full, timeout_ns=self._queue_timeout_ns(),
-                                  spin_ns=spin_ns, sleep_ns=sleep_ns, on_drop=self._on_drop)
+                                  spin_ns=spin_ns, sleep_ns=sleep_ns, on_drop=self._on_drop,
+                                  handoff=handoff)
         if batch_size > capacity:
             raise ValueError(f"batch_size must be at most capacity ({capacity}), got {batch_size}")
         self._processor = processor
@@ -82,7 +84,7 @@ class _BatchWorker:
         self.options = {"batch_size": batch_size, "batch_timeout": batch_timeout,
                         "max_latency": max_latency, "capacity": capacity, "on_full": on_full,
                         "submit_timeout": submit_timeout, "budget": budget, "spin": spin,
-                        "sleep": sleep}
+                        "sleep": sleep, "handoff": handoff}
         self._latency = LatencyHistogram()
         self._sizes = [0] * (batch_size + 1)
         self._processed = self._failed_items = self._failed_batches = self._batches = 0
@@ -257,7 +259,7 @@ class _BatchWorker:
 class BatchProcessor(_BatchWorker):
     """BatchProcessor(processor, *, batch_size=64, batch_timeout=200e-6, max_latency=None,
     capacity=4096, on_full="block", submit_timeout=None, budget=800e-6, spin=50e-6, sleep=0.0,
-    log_interval=1.0, clock=None, name=None)
+    handoff=True, log_interval=1.0, clock=None, name=None)
 
     Collects submitted items into batches for ``processor(items: list) -> list of results`` (same
     length, same order), called in one worker thread; each submitter gets its own result through a
@@ -286,6 +288,10 @@ class BatchProcessor(_BatchWorker):
         ``sched_yield`` between polls (``sleep=0``) or sleeps ``sleep`` seconds. Waking a parked
         thread costs ~75 us on a VM; yielding keeps the wake-up in the microseconds but keeps a
         core busy while idle. Set ``sleep`` (e.g. 100e-6) to idle cheaply.
+    handoff : bool
+        When the worker has a batch ready and a submitter holds the GIL, the submitter's next
+        submit gives the GIL to the worker until the batch is processed, instead of letting
+        CPython make the worker wait up to the switch interval (5 ms).
     clock : callable or None
         Returns the submit stamp in CLOCK_MONOTONIC ns (default ``tallyio.now_ns``); for tests
         and replays.

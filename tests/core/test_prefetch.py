@@ -1,4 +1,6 @@
 """Prefetching iterator and gather against numpy and plain-Python models."""
+import gc
+import sys
 import threading
 
 import numpy as np
@@ -66,6 +68,7 @@ def test_gather_index_dtypes_and_copy():
     for dt in (np.int8, np.int32, np.uint16, np.uint64, np.intp):
         np.testing.assert_array_equal(gather(table, np.array([9, 0, 3], dt)), [9, 0, 3])
     np.testing.assert_array_equal(gather(table, [1, 2]), [1, 2])
+    assert gather(table, []).shape == (0,) and gather(table, []).dtype == np.int64
     strided = np.arange(20)[::4][:3]  # non-contiguous indices are fine
     np.testing.assert_array_equal(gather(table, strided), [0, 4, 8])
     out = gather(table, [1, 2])
@@ -202,6 +205,18 @@ def test_iterator_rows_are_records():
     it = PrefetchingIterator(r)
     assert it.distance == 8 and repr(it) == "PrefetchingIterator(rows=10, position=0, distance=8)"
     assert iter(it) is it
+
+
+def test_iterator_object_rows_keep_their_references():
+    objs = [object() for _ in range(5)]
+    before = [sys.getrefcount(o) for o in objs]
+    a = np.array(objs + [None], dtype=object)[:5]
+    it = PrefetchingIterator(a, 2)
+    got = list(it.next_many(3)) + list(it)
+    assert all(g is o for g, o in zip(got, objs))
+    del a, it, got
+    gc.collect()
+    assert [sys.getrefcount(o) for o in objs] == before
 
 
 def test_iterator_bad_arguments():

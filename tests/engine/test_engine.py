@@ -218,3 +218,37 @@ def test_on_switch_the_machine_cannot_honour_fails_start(make_pm, monkeypatch):
     eng = Engine(dict(FAST, optimizations={"numa": "on"}), plugin_manager=pm)
     with pytest.raises(OptimizationUnavailableError, match="numa is 'on' but unavailable: one NUMA node"):
         eng.start()
+
+
+def test_duplicate_transactions_are_processed_once(make_pm):
+    pm, rec = make_pm()
+    r = rows(1_000)
+    hashes = np.random.default_rng(3).integers(0, 256, (600, 32), dtype=np.uint8)
+    r["tx_hash"][:600] = hashes          # 600 hashed rows, 400 without a hash (never duplicates)
+    again = r[:300].copy()               # the first 300 hashed rows arrive a second time...
+    again["swap_index"][:100] = 1        # ...except 100 that are another swap of the same tx
+    report = Engine(FAST, plugin_manager=pm).run(
+        IterableSource([r, again, again[:50]], chunk=500))
+    assert report.rejected["duplicate"] == 200 + 50
+    assert report.processed == rec.instances["counting"].rows == 1_000 + 100
+
+
+def test_dedup_can_be_turned_off(make_pm):
+    pm, rec = make_pm()
+    r = rows(100)
+    r["tx_hash"][:, 0] = 7
+    cfg = dict(FAST, engine={"dedup": False})
+    report = Engine(cfg, plugin_manager=pm).run(IterableSource([r, r]))
+    assert report.processed == 200 and "duplicate" not in report.rejected
+
+
+def test_simd_switch_sets_the_kernel_level(make_pm):
+    from tallyio import simd
+    pm, _ = make_pm()
+    before = simd.level()
+    try:
+        eng = Engine(dict(FAST, optimizations=dict(FAST["optimizations"], simd="off")), plugin_manager=pm)
+        eng.run(chunks(100))
+        assert simd.level() == "scalar" and eng.switches["simd"]["reason"] == "level scalar"
+    finally:
+        simd.set_level(before)

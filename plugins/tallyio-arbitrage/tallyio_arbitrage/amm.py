@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tallyio import StateCache
+
 from tallyio.record import address_bytes, address_hex, address_key, u256_column_to_ints
 
 FEE_NUM = 997  # Uniswap V2 keeps 0.3% of every input
@@ -229,10 +231,13 @@ class PoolBook:
                 raise ValueError(f"pool {address_hex(self.address[i])} has token0 == token1")
         self.address_rows = np.ascontiguousarray(address)
         keys = np.array([address_key(a) for a in self.address], dtype=np.uint64)
-        self._order = np.argsort(keys, kind="stable")
-        self._sorted = keys[self._order]
-        if n > 1 and (np.diff(self._sorted) == 0).any():
+        if n > 1 and len(np.unique(keys)) < n:
             raise ValueError("two pools in the table share a 64-bit pool key")
+        # key -> pool index in TallyIO's compiled state cache: one GIL-free hashed lookup per
+        # batch instead of a Python dict probe per row
+        self._index = StateCache(max(n, 1), value_dtype="int64")
+        if n:
+            self._index.put_many(keys, np.arange(n, dtype=np.int64))
         self.token0_key = np.array([address_key(a) for a in self.token0], dtype=np.uint64)
         self.token1_key = np.array([address_key(a) for a in self.token1], dtype=np.uint64)
         groups: dict[tuple[bytes, bytes], list[int]] = {}
@@ -247,12 +252,8 @@ class PoolBook:
 
     def lookup(self, pool_keys: np.ndarray) -> np.ndarray:
         """Pool index of each key, -1 where unknown (vectorized)."""
-        keys = np.asarray(pool_keys, dtype=np.uint64)
-        if not len(self._sorted):
-            return np.full(len(keys), -1, dtype=np.intp)
-        pos = np.searchsorted(self._sorted, keys)
-        pos[pos == len(self._sorted)] = 0
-        return np.where(self._sorted[pos] == keys, self._order[pos], -1)
+        values, found = self._index.get_many(np.asarray(pool_keys, dtype=np.uint64))
+        return np.where(found, values, -1).astype(np.intp)
 
     def reserves(self, i: int, zero_for_one: bool) -> tuple[int, int]:
         return (self.reserve0[i], self.reserve1[i]) if zero_for_one else (self.reserve1[i], self.reserve0[i])

@@ -10,6 +10,14 @@
  * submitter sees `closed` and backs out before pushing, or the consumer sees it in flight and keeps
  * draining until it leaves. A leave is a release, so once the consumer reads in_flight == 0 after
  * the close, every accepted push is visible to it and the ring's emptiness is final.
+ *
+ * The GIL hand-off. A consumer whose batch is ready must take the GIL back from a producer that
+ * is busy submitting; CPython makes it wait up to the switch interval (5 ms) before it forces a
+ * switch, which would be the latency of every batch under a steady stream of submits. So the
+ * consumer raises `wanted` before it takes the GIL and `busy` while it holds it; a producer that
+ * sees `wanted` in its next put releases the GIL and waits, spinning then yielding, until the
+ * consumer is done with the batch and back in its nogil wait, then takes the GIL back
+ * uncontended. The producer could not run Python meanwhile anyway: the consumer holds the GIL.
  */
 #pragma once
 #include "tallyio/atomic.h"
@@ -28,6 +36,8 @@ typedef struct {
 typedef struct {
     TIO_ALIGNED tio_atomic_u64 in_flight; /* submitters between enter and leave */
     TIO_ALIGNED tio_atomic_u64 closed;
+    TIO_ALIGNED tio_atomic_u64 wanted; /* the consumer is about to take the GIL for a batch */
+    tio_atomic_u64 busy;               /* the consumer holds the GIL between two drains */
 } tio_objq_gate;
 
 /* Zeroed (open, nobody in flight) and on its own cache lines; NULL on OOM. */
@@ -65,6 +75,35 @@ static inline int tio_objq_is_closed(tio_objq_gate *g) {
 static inline int tio_objq_quiet(tio_objq_gate *g) {
     return tio_objq_is_closed(g) &&
            atomic_load_explicit(&g->in_flight, memory_order_seq_cst) == 0;
+}
+
+/* Consumer side of the hand-off: raise `wanted` (nogil, batch in hand), then once it holds the
+ * GIL mark itself busy before lowering `wanted`, so a producer never sees both low mid-batch. */
+static inline void tio_objq_want_gil(tio_objq_gate *g) {
+    atomic_store_explicit(&g->wanted, 1, memory_order_release);
+}
+static inline void tio_objq_got_gil(tio_objq_gate *g) {
+    atomic_store_explicit(&g->busy, 1, memory_order_release);
+    atomic_store_explicit(&g->wanted, 0, memory_order_release);
+}
+static inline void tio_objq_released_gil(tio_objq_gate *g) {
+    atomic_store_explicit(&g->busy, 0, memory_order_release);
+}
+static inline int tio_objq_gil_wanted(tio_objq_gate *g) {
+    return atomic_load_explicit(&g->wanted, memory_order_relaxed) != 0;
+}
+
+/* Producer side, called without the GIL: wait until the consumer has taken the GIL and released
+ * it again, or until max_ns passed (a consumer that never comes must not stall producers). */
+static inline void tio_objq_yield_gil(tio_objq_gate *g, const tio_drain_policy *p,
+                                      uint64_t max_ns) {
+    uint64_t start = tio_now_ns(), now = start;
+    while ((atomic_load_explicit(&g->wanted, memory_order_acquire) ||
+            atomic_load_explicit(&g->busy, memory_order_acquire)) &&
+           now - start < max_ns) {
+        tio_drain_backoff(p, now - start);
+        now = tio_now_ns();
+    }
 }
 
 /* Push one entry, waiting for room until deadline_ns (UINT64_MAX: forever) with the drain's
