@@ -10,7 +10,8 @@ PLUGIN = HERE.parent
 PLUGINS = PLUGIN.parent
 REPO = PLUGINS.parent
 
-for p in (PLUGIN, PLUGINS / "tallyio-sandwich", PLUGINS / "tallyio-arbitrage"):
+# HERE: the tests' helper modules (blocks, vectors, mev_reference) under --import-mode=importlib
+for p in (HERE, PLUGIN, PLUGINS / "tallyio-sandwich", PLUGINS / "tallyio-arbitrage"):
     if p.is_dir() and str(p) not in sys.path:
         sys.path.insert(0, str(p))
 if (REPO / "tallyio").is_dir() and str(REPO) not in sys.path:
