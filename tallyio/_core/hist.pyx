@@ -34,16 +34,16 @@ cdef class LatencyHistogram:
     def __dealloc__(self):
         free(self.h)
 
-    def record(self, ns, count=1):
+    def record(self, int64_t ns, int64_t count=1):
         """Record one value (a non-negative int), ``count`` times."""
         if ns < 0:
             raise ValueError(f"ns must be >= 0, got {ns}")
-        if count != 1:
-            if count < 0:
-                raise ValueError(f"count must be >= 0, got {count}")
+        if count == 1:
+            tio_hist_record(self.h, <uint64_t>ns)
+        elif count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        else:
             tio_hist_record_n(self.h, <uint64_t>ns, <uint64_t>count)
-            return
-        tio_hist_record(self.h, <uint64_t>ns)
 
     def record_many(self, values):
         """Record every value of a 1-D integer array (or sequence) without the GIL."""

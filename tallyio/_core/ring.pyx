@@ -134,7 +134,8 @@ cdef class Ring(_RingBase):
         """Push one row; return False (and count it) when the ring is full."""
         cdef int64_t v
         cdef cnp.ndarray a
-        self._check_open()
+        if self.closed:
+            raise RingClosedError("ring is closed")
         if self.is_i64:
             v = item
             return tio_ring_push(self.r, &v) == 1
