@@ -44,7 +44,7 @@ from tallyio._core.ring import Ring
 from tallyio.dedup import Dedup
 from tallyio.errors import CircuitOpenError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
-from tallyio.record import TX_DTYPE
+from tallyio.record import TX_DTYPE, copy_rows, take_rows
 from tallyio.report import Report, hist_summary
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,13 @@ SWITCH_INTERVAL = 50e-6
 # engine threads, by their names in the system core plan
 INGEST_THREAD = "mempool_ingest"
 ENGINE_THREAD = "strategy_scanner"
+
+
+def _as_records(a, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != TX_DTYPE:
+        raise TallyIOError(f"{what} must be TX_DTYPE rows, got dtype {a.dtype}")
+    return a.reshape(-1)
 
 
 class _ProcessorSlot:
@@ -356,8 +363,9 @@ class Engine:
         the caller's stamps stand (an open-loop load generator stamps the *scheduled* time)."""
         if self._state != "running":
             raise TallyIOError(f"push() on an engine that is {self._state}")
-        rows = np.array(records, dtype=TX_DTYPE, copy=True).reshape(-1)
+        rows = _as_records(records, "records")
         if stamp:
+            rows = copy_rows(rows)
             rows["arrival_ns"] = now_ns()
         if not self._first_ns:
             self._first_ns = int(rows["arrival_ns"][0])
@@ -476,7 +484,7 @@ class Engine:
             for chunk in source:
                 if stop.is_set():
                     break
-                rows = np.array(chunk, dtype=TX_DTYPE, copy=True).reshape(-1)
+                rows = copy_rows(_as_records(chunk, "a source chunk"))
                 n = len(rows)
                 rows["id"] = np.arange(seq, seq + n, dtype=np.uint64)
                 if rate > 0:
@@ -541,7 +549,7 @@ class Engine:
                 if not keep.all():
                     self.rejected["duplicate"] += int(len(keep) - keep.sum())
                     self.duplicates_dropped += int(len(keep) - keep.sum())
-                    batch = batch[keep]
+                    batch = take_rows(batch, keep)
             n = len(batch)
             if n == 0:
                 if self._closing.is_set() and len(ring) == 0:

@@ -74,6 +74,8 @@ cdef class BreakerCore:
     cdef int acquire(self, uint64_t now) noexcept nogil
     cdef int record(self, uint64_t now, uint64_t latency_ns, bint ok) noexcept nogil
     cdef uint64_t _now(self) except? 0
-    cdef int _after_acquire(self, int r, uint64_t now) except -1
+    cdef str _forced_msg
+    cdef object _open_error(self, uint64_t now)
     cdef int _finish(self, uint64_t t0, bint failed) except -1
     cdef bint _is_failure(self, object exc)
+    cdef object _guard(self, fn, tuple args, dict kwargs)

@@ -6,6 +6,7 @@ Configuration is validated by ``tallyio.resilience.breaker.CircuitBreaker``, whi
 ``BreakerCore``; this module trusts what it is given.
 """
 from contextvars import ContextVar
+from types import MethodType
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.math cimport INFINITY
@@ -85,6 +86,7 @@ cdef class BreakerCore:
             raise MemoryError(f"cannot allocate a window of {window_size} calls")
         self._exclude = exclude
         self._clock = clock
+        self._forced_msg = f"circuit {name!r} is forced open; retry after reset()"
         self.configured = True
         self._rotate(self._now())  # starts the first latency window (and its time cut-off)
 
@@ -108,13 +110,6 @@ cdef class BreakerCore:
         # says nothing about the callee's health.
         return isinstance(exc, Exception) and not isinstance(exc, self._exclude)
 
-    cdef int _after_acquire(self, int r, uint64_t now) except -1:
-        if not r & TIO_BRK_PERMIT:
-            raise self._open_error(now)
-        if r & TIO_BRK_TRANSITION:
-            self._on_transition()
-        return 0
-
     cdef int _finish(self, uint64_t t0, bint failed) except -1:
         cdef uint64_t t1 = self._now()
         cdef int r = tio_brk_record(self.b, t1, t1 - t0 if t1 > t0 else 0, not failed)
@@ -131,10 +126,15 @@ cdef class BreakerCore:
         Raises CircuitOpenError (without calling ``fn``) when the breaker refuses the call;
         re-raises whatever ``fn`` raises, after counting it (a failure unless excluded).
         """
+        return self._guard(fn, args, kwargs)
+
+    cdef object _guard(self, fn, tuple args, dict kwargs):
         cdef uint64_t t0 = self._now()
         cdef int r = tio_brk_acquire(self.b, t0)
         if r != TIO_BRK_PERMIT:
-            self._after_acquire(r, t0)
+            if not r & TIO_BRK_PERMIT:
+                raise self._open_error(t0)
+            self._on_transition()
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
@@ -143,11 +143,17 @@ cdef class BreakerCore:
         self._finish(t0, False)
         return result
 
+    def _wrap(self, fn):
+        """``fn`` guarded by this breaker, as a compiled callable (see ``Guarded``)."""
+        return Guarded(self, fn)
+
     def __enter__(self):
         cdef uint64_t t0 = self._now()
         cdef int r = tio_brk_acquire(self.b, t0)
         if r != TIO_BRK_PERMIT:
-            self._after_acquire(r, t0)
+            if not r & TIO_BRK_PERMIT:
+                raise self._open_error(t0)
+            self._on_transition()
         _starts.set((self, t0, _starts.get()))
         return self
 
@@ -183,7 +189,9 @@ cdef class BreakerCore:
         cdef uint64_t t0 = self._now()
         cdef int r = tio_brk_acquire(self.b, t0)
         if r != TIO_BRK_PERMIT:
-            self._after_acquire(r, t0)
+            if not r & TIO_BRK_PERMIT:
+                raise self._open_error(t0)
+            self._on_transition()
         return t0
 
     def _exit(self, uint64_t t0, exc=None):
@@ -216,12 +224,11 @@ cdef class BreakerCore:
     def _on_update_due(self):
         """Hook: a latency window is complete (the subclass runs the threshold policy)."""
 
-    def _open_error(self, uint64_t now):
+    cdef object _open_error(self, uint64_t now):
         cdef uint64_t w = tio_brk_word(self.b)
         cdef uint64_t st = tio_brk_state_of(w), until
         if st == TIO_BRK_FORCED_OPEN:
-            return CircuitOpenError(self.name, float("inf"),
-                                    f"circuit {self.name!r} is forced open; retry after reset()")
+            return CircuitOpenError(self.name, INFINITY, self._forced_msg)
         if st == TIO_BRK_HALF_OPEN:
             return CircuitOpenError(
                 self.name, 0.0, f"circuit {self.name!r} is half-open and all "
@@ -383,3 +390,32 @@ cdef class BreakerCore:
                     rejected += 1
                 now += gap_ns
         return permitted, rejected, now
+
+
+cdef class Guarded:
+    """Guarded(breaker, fn): calls ``fn`` through ``breaker``, the product of ``@breaker``.
+
+    A compiled callable rather than a Python closure, so a decorated call costs what
+    ``breaker.call(fn)`` costs. Binds as a method when decorating one (``__get__``) and carries
+    ``functools.wraps`` attributes in its ``__dict__``.
+    """
+    cdef readonly BreakerCore breaker
+    cdef readonly object fn
+    cdef dict __dict__
+
+    def __init__(self, BreakerCore breaker not None, fn):
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r}")
+        self.breaker = breaker
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.breaker._guard(self.fn, args, kwargs)
+
+    def __get__(self, obj, objtype):
+        if obj is None:
+            return self
+        return MethodType(self, obj)
+
+    def __repr__(self):
+        return f"<guarded {self.fn!r} by circuit breaker {self.breaker.name!r}>"

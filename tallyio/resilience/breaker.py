@@ -306,12 +306,7 @@ class CircuitBreaker(BreakerCore):
             async def guarded_async(*args, **kwargs):
                 return await self.call_async(fn, *args, **kwargs)
             return guarded_async
-        call = self.call
-
-        @functools.wraps(fn)
-        def guarded(*args, **kwargs):
-            return call(fn, *args, **kwargs)
-        return guarded
+        return functools.wraps(fn)(self._wrap(fn))
 
     async def call_async(self, fn, *args, **kwargs):
         """Await ``fn(*args, **kwargs)`` through the breaker; timed from before the call until

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from tallyio.opportunity import Opportunity
-from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, u256_column_to_ints
+from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
 
 from tallyio_arbitrage.amm import (FEE_DEN, FEE_NUM, POOL_KEYS, PoolBook, best_cross_pool, load_table,
                                    price_table)
@@ -102,7 +102,7 @@ class ArbitrageProcessor:
         pending = (batch["flags"] & FLAG_PENDING) != 0
         found = self._pending(batch, pending) if pending.any() else []
         if not pending.all():
-            found += self._route_mined(batch[~pending], final=False)
+            found += self._route_mined(take_rows(batch, ~pending), final=False)
         return found
 
     def flush(self) -> list[Opportunity]:
