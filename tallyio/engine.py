@@ -144,15 +144,17 @@ class Engine:
         modes = dict(cfg["optimizations"])
         topo = system.read_topology()
         self.plan = system.plan_cores(topo)
+        engine_cpu = self.plan.cpu_of(ENGINE_THREAD)
+        if self.plan.cpu_of(INGEST_THREAD) == engine_cpu and len(topo.allowed_cpus) > 1:
+            # On a small machine the rule stacks every critical thread on one CPU. Ours both
+            # spin-wait, so they must not share one: the ingest thread takes another CPU.
+            other = min(c for c in topo.allowed_cpus if c != engine_cpu)
+            self.plan = system.plan_cores(topo, overrides={INGEST_THREAD: other})
         info = system.info(modes, topology=topo, plan=self.plan)
         sw = info["switches"]
         a = sw["cpu_affinity"]
-        ingest_cpu = self.plan.cpu_of(INGEST_THREAD)
-        if modes["cpu_affinity"] == "auto" and a["active"] and ingest_cpu == self.plan.cpu_of(ENGINE_THREAD):
-            # Both threads spin-wait: pinned to one CPU they would take turns at every wait.
-            a.update(active=False, state="inactive",
-                     reason=f"ingest and engine threads would share cpu {ingest_cpu} "
-                            f"({len(topo.allowed_cpus)} allowed CPUs); left unpinned")
+        if modes["cpu_affinity"] == "auto" and a["active"] and len(topo.allowed_cpus) < 2:
+            a.update(active=False, state="inactive", reason="one allowed CPU: nothing to pin apart")
         system.require_switches(info)
         self.switches = sw
         self.tunings = {}

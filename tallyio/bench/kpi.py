@@ -138,9 +138,32 @@ def _tallyio_engine(factories, config=None):
     from tallyio.engine import Engine
     from tallyio.plugins import get_plugin_manager
     cfg = {"batching": {"max_age": 3600.0}, "plugins": {"processors": list(factories)}}
+
     for section, table in (config or {}).items():
         cfg.setdefault(section, {}).update(table)
-    return Engine(cfg, plugin_manager=get_plugin_manager())
+    # no factories: the engine alone, no strategy plugin loaded
+    return Engine(cfg, plugin_manager=get_plugin_manager(entry_points_enabled=bool(factories)))
+
+
+class _as_ingest_thread:
+    """Pin the calling thread where the engine plans its ingest thread (when cpu_affinity is
+    live), and restore its CPU set after."""
+
+    def __init__(self, eng):
+        self.eng = eng
+        self.previous = None
+
+    def __enter__(self):
+        if self.eng.switches["cpu_affinity"]["active"]:
+            from tallyio.system import pin_thread
+            self.previous = pin_thread(self.eng.plan.cpu_of("mempool_ingest"))
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            from tallyio.system import pin_thread
+            pin_thread(self.previous)
+        return False
 
 
 def open_loop(submit, records: np.ndarray, rate: float, seconds: float, t0: int,
@@ -203,7 +226,8 @@ def latency_under_load(load_factor: float, seconds: float = 2.0, *, plain: bool 
     def push(rows):
         return eng.push(rows, stamp=False)
 
-    offered = open_loop(push, records, rate, seconds, t0)
+    with _as_ingest_thread(eng):  # the generator plays the feed handler: the ingest CPU
+        offered = open_loop(push, records, rate, seconds, t0)
     eng.wait(120)
     report = eng.stop()
     out["tallyio"] = dict(report.latency_ns, processed=report.processed, offered=offered,

@@ -24,7 +24,7 @@ S = 1_000_000_000
 
 
 class Clock:
-    """A manual ns clock; ``sleep`` only moves it."""
+    """A manual ns clock: only ``advance`` (or setting ``t``) moves it."""
 
     def __init__(self, t: int = 1_000 * S):
         self.t = t
@@ -878,7 +878,7 @@ def test_matches_model(cfg, program):
             b.record_result(lat, ok)
             m.record(clock.t, lat, ok)
         else:
-            b._force(op[1]) and b._dispatch()
+            {"closed": b.reset, "forced_open": b.force_open, "disabled": b.disable}[op[1]]()
             m.force(op[1])
         m.advance(clock.t)
         s = b.stats()
