@@ -17,12 +17,14 @@ from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE
 from tallyio.report import Report
 from tallyio.resilience.batch import AsyncBatchProcessor, BatchProcessor
+from tallyio.resilience.breaker import AdaptiveThreshold, CircuitBreaker, StaticThreshold
 
 from tallyio import simd  # noqa: E402  (tallyio.simd.hash_batch, ...)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveThreshold",
     "AsyncBatchProcessor",
     "BatchDrain",
     "BatchProcessor",
@@ -30,6 +32,7 @@ __all__ = [
     "BlockReleasedError",
     "BatchTimeoutError",
     "BufferFullError",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Config",
     "ConfigError",
@@ -45,6 +48,7 @@ __all__ = [
     "PoolExhaustedError",
     "Report",
     "StateCache",
+    "StaticThreshold",
     "Ring",
     "RingClosedError",
     "TX_DTYPE",
