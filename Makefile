@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml setup.py $(PLUGINS)
 build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
+# the bundled sample feed at its recorded rate (100k tx/s, open loop), through the example strategies
 run: build
-	$(VENV)/bin/tallyio bench
+	$(VENV)/bin/tallyio run --speed 1
 
 test: build
 	$(PY) -m pytest -q

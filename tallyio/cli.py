@@ -59,6 +59,10 @@ def _cmd_run(args) -> int:
             if args.speed < 0:
                 raise TallyIOError(f"--speed must be >= 0, got {args.speed}")
             cfg["source"]["speed"] = float(args.speed)
+        # the allocator switch: re-execute this command under jemalloc (first thing, before any
+        # thread starts); "auto" carries on with glibc malloc when jemalloc is not installed
+        from tallyio.system import ensure_jemalloc
+        ensure_jemalloc(cfg.switch("allocator"))
         engine = Engine(cfg)
     except TallyIOError as e:
         print(f"tallyio run: {e}", file=sys.stderr)
