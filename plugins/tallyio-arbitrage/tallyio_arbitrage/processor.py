@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from tallyio.opportunity import Opportunity
+from tallyio.grouping import CompleteGroups
 from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
 
 from tallyio_arbitrage.amm import (FEE_DEN, FEE_NUM, POOL_KEYS, PoolBook, best_cross_pool, load_table,
@@ -59,7 +60,7 @@ class ArbitrageProcessor:
         self._weth, self._price_options = weth, prices
         self._configured = pools is not None
         self._load(load_table(pools) if pools is not None else _EMPTY)
-        self._mined: list[np.ndarray] = []
+        self._mined = CompleteGroups(("block", "tx_index"))
         self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
                                      "token_mismatch", "mined", "candidates", "unpriced",
                                      "opportunities"), 0)
@@ -189,21 +190,10 @@ class ArbitrageProcessor:
 
     # -- mined swaps ------------------------------------------------------------------------------
     def _route_mined(self, rows: np.ndarray | None, final: bool) -> list[Opportunity]:
-        if rows is not None and len(rows):
+        if rows is not None:
             self._stats["mined"] += len(rows)
-            self._mined.append(rows.copy())  # the batch view dies with the call
-        if not self._mined:
-            return []
-        held = np.concatenate(self._mined) if len(self._mined) > 1 else self._mined[0]
-        if final:
-            ready, keep = held, held[:0]
-        else:
-            # the last transaction may continue in the next batch: hold it back
-            key = (held["block"][-1], held["tx_index"][-1])
-            last = (held["block"] == key[0]) & (held["tx_index"] == key[1])
-            cut = len(held) - int(np.argmin(last[::-1])) if not last.all() else 0
-            ready, keep = held[:cut], held[cut:]
-        self._mined = [keep] if len(keep) else []
+        # a transaction may continue in the next batch: only complete ones are inspected
+        ready = self._mined.flush() if final else self._mined.add(rows)
         if not len(ready):
             return []
         from tallyio_arbitrage.cycles import find_cyclic_arbitrages  # another author's module

@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from tallyio.opportunity import Opportunity
+from tallyio.grouping import CompleteGroups
 from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
 from tallyio_arbitrage.amm import POOL_KEYS, PoolBook, load_table, price_table
 
@@ -49,7 +50,7 @@ class SandwichProcessor:
         self._weth, self._price_options = weth, prices
         self._configured = pools is not None
         self._load(load_table(pools) if pools is not None else _EMPTY)
-        self._mined: list[np.ndarray] = []
+        self._mined = CompleteGroups(("block",))
         self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
                                      "token_mismatch", "mined", "unpriced", "opportunities"), 0)
 
@@ -144,24 +145,15 @@ class SandwichProcessor:
         return found
 
     def _route_mined(self, rows: np.ndarray | None, final: bool) -> list[Opportunity]:
-        if rows is not None and len(rows):
+        if rows is not None:
             self._stats["mined"] += len(rows)
-            self._mined.append(rows.copy())  # the batch view dies with the call
-        if not self._mined:
-            return []
-        held = np.concatenate(self._mined) if len(self._mined) > 1 else self._mined[0]
-        blocks = held["block"]
-        # a block is complete once a row of a later block has arrived (or the stream ended)
-        last = blocks == blocks[-1]
-        cut = len(held) if final else 0 if last.all() else len(held) - int(np.argmin(last[::-1]))
-        ready, keep = held[:cut], held[cut:]
-        self._mined = [keep] if len(keep) else []
+        # a block is inspected once complete: a row of a later block arrived, or the stream ended
+        ready = self._mined.flush() if final else self._mined.add(rows)
         if not len(ready):
             return []
         from tallyio_sandwich.inspect import find_sandwiches  # another author's module
         found = []
-        starts = np.flatnonzero(np.r_[True, ready["block"][1:] != ready["block"][:-1]])
-        for a, b in zip(starts, np.r_[starts[1:], len(ready)]):
+        for a, b in CompleteGroups.groups(ready, ("block",)):
             found += list(find_sandwiches(ready[a:b]))
         self._stats["opportunities"] += len(found)
         return found
