@@ -13,7 +13,7 @@ PLUGINS := $(wildcard plugins/*/pyproject.toml)
 $(STAMP): pyproject.toml setup.py $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=68" wheel
+	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=77" wheel
 	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench,monitoring]'
 	# the example strategy and source plugins, found through the `tallyio` entry points
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps $(foreach p,$(PLUGINS),-e $(dir $(p)))
