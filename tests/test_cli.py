@@ -10,14 +10,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, TALLYIO__OPTIMIZATIONS__ALLOCATOR="off")  # no re-exec under jemalloc here
 
 
-def tallyio(*args, timeout=600):
+def tallyio(*args, timeout=600, **env):
     return subprocess.run([sys.executable, "-m", "tallyio", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=ENV)
+                          timeout=timeout, cwd=ROOT, env=dict(ENV, **env))
 
 
 def test_run_bundled_sample_writes_the_report(tmp_path):
     out = tmp_path / "report.json"
-    p = tallyio("run", "--json", str(out), "--quiet")
+    # breakers off: on a loaded CI machine a slow batch could open one and skip planted swaps
+    p = tallyio("run", "--json", str(out), "--quiet", TALLYIO__OPTIMIZATIONS__CIRCUIT_BREAKER="off")
     assert p.returncode == 0, p.stderr
     assert "end to end" in p.stdout and "opportunities" in p.stdout
     d = json.loads(out.read_text())
@@ -26,8 +27,9 @@ def test_run_bundled_sample_writes_the_report(tmp_path):
                                      if k in ("expired", "duplicate"))
     assert accounted == 30_000
     assert {"arbitrage", "sandwich"} <= set(d["processors"])
-    kinds = {o["kind"] for o in d["opportunities"]}
-    assert {"arbitrage", "sandwich_opportunity"} <= kinds
+    kinds = [o["kind"] for o in d["opportunities"]]
+    # exactly what tallyio.synthetic planted in the sample: 20 arbitrages, 10 sandwiches
+    assert kinds.count("arbitrage") == 20 and kinds.count("sandwich_opportunity") == 10
 
 
 def test_run_mainnet_blocks_directory():
