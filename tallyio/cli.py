@@ -23,12 +23,17 @@ def _cmd_bench(args) -> int:
             return 2
         return 0
     areas = args.area or list(AREAS)
-    unknown = [a for a in areas if a not in AREAS and a != "kpi"]
+    unknown = [a for a in areas if a not in AREAS and a not in ("kpi", "monitoring")]
     if unknown:
-        print(f"tallyio bench: unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}, kpi",
+        print(f"tallyio bench: unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}, "
+              f"kpi, monitoring",
               file=sys.stderr)
         return 2
     for area in areas:
+        if area == "monitoring":
+            from tallyio.bench.monitoring import format_overhead, run_overhead
+            print(format_overhead(run_overhead(repeats=2 if args.quick else 3)))
+            continue
         if area == "kpi":
             from tallyio.bench.kpi import kpi_results, kpi_table
             results = kpi_results(quick=args.quick)

@@ -40,41 +40,49 @@ def _table(kind):
 class GatherInt64:
     """LOOKUPS random int64 rows from a table 4x the LLC; time / LOOKUPS is ns per row."""
 
-    params = (["tallyio", "numpy.take"], [0, 8, 32, 128])
-    param_names = ["impl", "distance"]
+    params = [0, 8, 32, 128]
+    param_names = ["distance"]
     timeout = 120
 
-    def setup(self, impl, distance):
-        if impl == "numpy.take" and distance:
-            raise NotImplementedError  # numpy.take has no distance: run it once
+    def setup(self, distance):
         self.table = _table("int64")
         self.idx = rng(1).integers(0, len(self.table), LOOKUPS)
 
-    def time_gather(self, impl, distance):
-        if impl == "tallyio":
-            gather(self.table, self.idx, distance)
-        else:
-            np.take(self.table, self.idx)
+    def time_gather(self, distance):
+        gather(self.table, self.idx, distance)
+
+
+class GatherInt64NumpyTake(GatherInt64):
+    """The peer: numpy.take of the same rows (it has no prefetch distance)."""
+
+    params = [0]
+
+    def time_gather(self, distance):
+        np.take(self.table, self.idx)
 
 
 class GatherRecords:
     """LOOKUPS / 4 random TX_DTYPE records (336 bytes) from a table 4x the LLC."""
 
-    params = (["tallyio", "numpy.take"], [0, 8, 32, 128])
-    param_names = ["impl", "distance"]
+    params = [0, 8, 32, 128]
+    param_names = ["distance"]
     timeout = 120
 
-    def setup(self, impl, distance):
-        if impl == "numpy.take" and distance:
-            raise NotImplementedError
+    def setup(self, distance):
         self.table = _table("tx")
         self.idx = rng(2).integers(0, len(self.table), LOOKUPS // 4)
 
-    def time_gather(self, impl, distance):
-        if impl == "tallyio":
-            gather(self.table, self.idx, distance)
-        else:
-            np.take(self.table, self.idx)
+    def time_gather(self, distance):
+        gather(self.table, self.idx, distance)
+
+
+class GatherRecordsNumpyTake(GatherRecords):
+    """The peer: numpy.take of the same records."""
+
+    params = [0]
+
+    def time_gather(self, distance):
+        np.take(self.table, self.idx)
 
 
 class IterateRows:
