@@ -7,6 +7,7 @@ per batch one processor call.
 """
 from __future__ import annotations
 
+import abc
 import asyncio
 import atexit
 import inspect
@@ -41,7 +42,7 @@ def _ns(name: str, value: Any, *, positive: bool = False, optional: bool = False
     return int(round(value * 1e9))
 
 
-class _BatchWorker:
+class _BatchWorker(abc.ABC):
     """What the threaded and the asyncio fronts share: config, queue, worker thread, stats."""
 
     def __init__(self, processor: Callable[[list], Sequence], *, batch_size: int = 64,
@@ -240,20 +241,25 @@ class _BatchWorker:
 
     # ---- what each front defines -----------------------------------------------------------
 
+    @abc.abstractmethod
     def _claim(self, batch) -> int:
-        raise NotImplementedError
+        """Claim the batch's items for processing; how many are still wanted (not cancelled)."""
 
+    @abc.abstractmethod
     def _deliver(self, batch, results) -> None:
-        raise NotImplementedError
+        """Hand each submitter its result."""
 
+    @abc.abstractmethod
     def _fail_all(self, batch, exc: BaseException) -> None:
-        raise NotImplementedError
+        """Fail every item of the batch with ``exc``."""
 
+    @abc.abstractmethod
     def _fail_each(self, tags: list, excs: list) -> None:
-        raise NotImplementedError
+        """Fail each item of ``tags`` with its own exception."""
 
+    @abc.abstractmethod
     def _on_drop(self, item: Any, tag: Any) -> None:
-        raise NotImplementedError
+        """An item dropped by ``on_full="drop_oldest"``: fail its submitter with BufferFullError."""
 
 
 class BatchProcessor(_BatchWorker):
