@@ -55,12 +55,12 @@ class Comparison:
 
 def format_table(comparisons: list[Comparison]) -> str:
     """Fixed-width table; ratio = peer ns / TallyIO ns (above 1: TallyIO is faster)."""
-    lines = [f"{'operation':<34} {'implementation':<34} {'ns/op':>10} {'peer/tallyio':>12}",
-             "-" * 93]
+    lines = [f"{'operation':<46} {'implementation':<40} {'ns/op':>11} {'peer/tallyio':>12}",
+             "-" * 112]
     for c in comparisons:
         for op, impl, ns, ratio, unit in c.rows():
             label = op if impl == c.subject[0] else ""
-            lines.append(f"{label:<34} {impl:<34} {ns:>10.1f} {ratio:>11.2f}x"
+            lines.append(f"{label:<46} {impl:<40} {ns:>11.1f} {ratio:>11.2f}x"
                          + (f"  (per {unit})" if unit != "op" and impl == c.subject[0] else ""))
         lines.append("")
     return "\n".join(lines)
