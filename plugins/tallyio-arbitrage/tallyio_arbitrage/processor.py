@@ -28,6 +28,9 @@ def _int_option(name, value, minimum):
     return int(value)
 
 
+MAX_SWAPS_PER_TX = 64
+
+
 class ArbitrageProcessor:
     """Cross-pool arbitrage detector (a TallyIO Processor named ``"arbitrage"``).
 
@@ -63,7 +66,7 @@ class ArbitrageProcessor:
         self._mined = CompleteGroups(("block", "tx_index"))
         self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
                                      "token_mismatch", "mined", "candidates", "unpriced",
-                                     "opportunities"), 0)
+                                     "opportunities", "oversized_tx"), 0)
 
     def _load(self, table):
         self.book = PoolBook(table)
@@ -122,6 +125,8 @@ class ArbitrageProcessor:
             same = (batch["pool"][k] == book.address_rows[idx[k]]).all(axis=1)
             known[k[~same]] = False
         st["unknown_pool"] += int(v2.sum()) - int(known.sum())
+        if not known.any():  # nothing on a known pool (or no pool table at all): nothing to do
+            return []
         safe = np.where(idx >= 0, idx, 0)
         tin = batch["token_in_key"]
         zero_for_one = tin == book.token0_key[safe]
@@ -196,6 +201,17 @@ class ArbitrageProcessor:
         ready = self._mined.flush() if final else self._mined.add(rows)
         if not len(ready):
             return []
+        # Route search is cubic in a transaction's swaps: a transaction with more than
+        # MAX_SWAPS_PER_TX of them (no real arbitrage has) is skipped and counted, so one
+        # malformed or hostile transaction cannot stall the engine thread.
+        groups = CompleteGroups.groups(ready, ("block", "tx_index"))
+        big = [(a, b) for a, b in groups if b - a > MAX_SWAPS_PER_TX]
+        if big:
+            self._stats["oversized_tx"] += len(big)
+            keep = np.ones(len(ready), dtype=bool)
+            for a, b in big:
+                keep[a:b] = False
+            ready = take_rows(ready, keep)
         from tallyio_arbitrage.cycles import find_cyclic_arbitrages  # another author's module
         found = list(find_cyclic_arbitrages(ready))
         self._stats["opportunities"] += len(found)

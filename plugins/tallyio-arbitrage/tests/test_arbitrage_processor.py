@@ -235,3 +235,31 @@ def test_plugin_registers_the_factory_the_engine_calls():
     plugin.register_processors(register=lambda name, factory: registered.setdefault(name, factory))
     proc = registered["arbitrage"](gas_units=5, pools=synthetic.Market(0, **SMALL))
     assert isinstance(proc, ArbitrageProcessor) and proc.name == "arbitrage" and proc.gas_units == 5
+
+
+def test_no_pool_table_means_nothing_found_not_an_error():
+    """Push mode hands processors an empty metadata dict: every swap is on an unknown pool."""
+    import numpy as np
+    from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE
+    from tallyio_arbitrage.processor import ArbitrageProcessor
+    rows = np.zeros(10, dtype=TX_DTYPE)
+    rows["flags"] = FLAG_PENDING
+    rows["protocol"] = PROTOCOL_UNISWAP_V2
+    for cls in (ArbitrageProcessor,):
+        p = cls()
+        p.on_feed({})
+        assert p.process(rows) == []
+        assert p.stats()["unknown_pool"] == 10
+
+
+def test_oversized_transaction_is_skipped_and_counted():
+    import numpy as np
+    from tallyio.record import TX_DTYPE
+    from tallyio_arbitrage.processor import MAX_SWAPS_PER_TX, ArbitrageProcessor
+    rows = np.zeros(MAX_SWAPS_PER_TX + 1 + 3, dtype=TX_DTYPE)  # not pending: mined swaps
+    rows["tx_index"][MAX_SWAPS_PER_TX + 1:] = 1                # a second, small transaction
+    p = ArbitrageProcessor()
+    p.on_feed({})
+    assert p.process(rows) == [] and p.flush() == []
+    st = p.stats()
+    assert st["oversized_tx"] == 1 and st["mined"] == len(rows)

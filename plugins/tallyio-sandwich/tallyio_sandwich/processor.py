@@ -101,6 +101,8 @@ class SandwichProcessor:
             same = (batch["pool"][k] == book.address_rows[idx[k]]).all(axis=1)
             known[k[~same]] = False
         st["unknown_pool"] += int(v2.sum()) - int(known.sum())
+        if not known.any():  # nothing on a known pool (or no pool table at all): nothing to do
+            return []
         safe = np.where(idx >= 0, idx, 0)
         tin = batch["token_in_key"]
         zero_for_one = tin == book.token0_key[safe]

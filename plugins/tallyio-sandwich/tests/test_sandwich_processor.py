@@ -196,3 +196,18 @@ def test_plugin_registers_the_factory_the_engine_calls():
     plugin.register_processors(register=lambda name, factory: registered.setdefault(name, factory))
     proc = registered["sandwich"](min_profit=7)
     assert isinstance(proc, SandwichProcessor) and proc.name == "sandwich" and proc.min_profit == 7
+
+
+def test_no_pool_table_means_nothing_found_not_an_error():
+    """Push mode hands processors an empty metadata dict: every swap is on an unknown pool."""
+    import numpy as np
+    from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE
+    from tallyio_sandwich.processor import SandwichProcessor
+    rows = np.zeros(10, dtype=TX_DTYPE)
+    rows["flags"] = FLAG_PENDING
+    rows["protocol"] = PROTOCOL_UNISWAP_V2
+    for cls in (SandwichProcessor,):
+        p = cls()
+        p.on_feed({})
+        assert p.process(rows) == []
+        assert p.stats()["unknown_pool"] == 10
