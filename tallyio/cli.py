@@ -137,8 +137,21 @@ def _cmd_plugins(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from tallyio.system import cli_info
-    return cli_info(["--json"] if args.json else [])
+    from tallyio import system
+    from tallyio.config import load_config
+    from tallyio.engine import engine_plan
+    from tallyio.errors import TallyIOError
+
+    try:
+        cfg = load_config(args.config)
+    except TallyIOError as e:
+        print(f"tallyio info: {e}", file=sys.stderr)
+        return 2
+    topo = system.read_topology()
+    d = system.info(dict(cfg["optimizations"]), topology=topo, plan=engine_plan(topo))
+    print(json.dumps(d, indent=2, default=str) if args.json else system.format_info(d))
+    # a switch turned on that the machine cannot honour would fail the engine's start-up
+    return 1 if any(s["state"] == "error" for s in d["switches"].values()) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
 
     i = sub.add_parser("info", help="topology, core plan and optimization switches")
+    i.add_argument("--config", help="deployment config (TOML): its switch modes")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=_cmd_info)
 

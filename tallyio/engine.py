@@ -58,6 +58,21 @@ INGEST_THREAD = "mempool_ingest"
 ENGINE_THREAD = "strategy_scanner"
 
 
+def engine_plan(topology):
+    """The system core plan for the engine's threads.
+
+    On a small machine the rule stacks every critical thread on one CPU. The engine's ingest and
+    engine threads both spin-wait, so they must not share one: the ingest thread takes another.
+    """
+    from tallyio import system
+    plan = system.plan_cores(topology)
+    engine_cpu = plan.cpu_of(ENGINE_THREAD)
+    if plan.cpu_of(INGEST_THREAD) == engine_cpu and len(topology.allowed_cpus) > 1:
+        other = min(c for c in topology.allowed_cpus if c != engine_cpu)
+        plan = system.plan_cores(topology, overrides={INGEST_THREAD: other})
+    return plan
+
+
 def _as_records(a, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != TX_DTYPE:
@@ -143,13 +158,7 @@ class Engine:
         cfg = self.config
         modes = dict(cfg["optimizations"])
         topo = system.read_topology()
-        self.plan = system.plan_cores(topo)
-        engine_cpu = self.plan.cpu_of(ENGINE_THREAD)
-        if self.plan.cpu_of(INGEST_THREAD) == engine_cpu and len(topo.allowed_cpus) > 1:
-            # On a small machine the rule stacks every critical thread on one CPU. Ours both
-            # spin-wait, so they must not share one: the ingest thread takes another CPU.
-            other = min(c for c in topo.allowed_cpus if c != engine_cpu)
-            self.plan = system.plan_cores(topo, overrides={INGEST_THREAD: other})
+        self.plan = engine_plan(topo)
         info = system.info(modes, topology=topo, plan=self.plan)
         sw = info["switches"]
         a = sw["cpu_affinity"]

@@ -105,10 +105,22 @@ cdef class LatencyHistogram:
 
     def buckets(self):
         """``(upper_bounds, counts)`` of the non-empty buckets, as int64 / uint64 arrays."""
-        cdef uint32_t i
-        idx = [i for i in range(TIO_HIST_BUCKETS) if tio_hist_bucket(self.h, i)]
-        return (np.array([tio_hist_highest(i) for i in idx], dtype=np.int64),
-                np.array([tio_hist_bucket(self.h, i) for i in idx], dtype=np.uint64))
+        cdef uint32_t i, k = 0, n = 0
+        cdef uint64_t c
+        for i in range(TIO_HIST_BUCKETS):
+            n += tio_hist_bucket(self.h, i) != 0
+        bounds = np.empty(n, dtype=np.int64)
+        counts = np.empty(n, dtype=np.uint64)
+        cdef int64_t[::1] b = bounds
+        cdef uint64_t[::1] cs = counts
+        with nogil:
+            for i in range(TIO_HIST_BUCKETS):
+                c = tio_hist_bucket(self.h, i)
+                if c and k < n:  # a recorder may fill a bucket between the two passes
+                    b[k] = <int64_t>tio_hist_highest(i)
+                    cs[k] = c
+                    k += 1
+        return bounds[:k], counts[:k]
 
     def __repr__(self):
         return (f"LatencyHistogram(count={self.count}, p50={self.percentile(50)}, "
