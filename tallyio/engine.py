@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any
 
 import numpy as np
 
@@ -543,7 +542,7 @@ class Engine:
         drain, drain_into, ring = self.drain.drain, self.drain.drain_into, self.ring
         buffers = self._batch_buffers
         dedup = self.dedup
-        slots, sinks = self.slots, self.sinks
+        slots = self.slots
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
         while True:

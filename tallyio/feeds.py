@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from tallyio.errors import TallyIOError
-from tallyio.record import (ADDRESS, PROTOCOL_NAMES, PROTOCOL_UNKNOWN, TX_DTYPE, int_to_u256)
+from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNKNOWN, TX_DTYPE, int_to_u256)
 
 ADDRESS_FIELDS = ("sender", "recipient", "pool", "token_in", "token_out")
 KEY_OF = {"sender": "sender_key", "pool": "pool_key", "token_in": "token_in_key",
@@ -262,7 +262,7 @@ class IterableSource:
             if sum(p.size for p in pending) >= self.chunk:
                 chunk = validate(np.concatenate(pending), "<iterable>")
                 if chunk["arrival_ns"][0] < last:
-                    raise FeedError(f"<iterable>: field arrival_ns: offsets must not decrease")
+                    raise FeedError("<iterable>: field arrival_ns: offsets must not decrease")
                 last = chunk["arrival_ns"][-1]
                 pending = []
                 yield chunk

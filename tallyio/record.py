@@ -38,6 +38,8 @@ words and turned into Python ints (``u256_to_int``) for exact arithmetic; never 
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 PROTOCOL_UNKNOWN = 0
@@ -151,6 +153,46 @@ def copy_rows(rows: np.ndarray) -> np.ndarray:
 def take_rows(rows: np.ndarray, index) -> np.ndarray:
     """``rows[index]`` for an integer index array or a boolean mask (fast path)."""
     return rows.view(_ROW)[index].view(TX_DTYPE)
+
+
+def swap_rows(swaps: np.ndarray) -> list[dict[str, Any]]:
+    """Plain-Python views of ``TX_DTYPE`` rows in block order (block, tx_index, swap_index).
+
+    Each dict holds ``row`` (index into ``swaps``), ``id``, ``block``, ``tx_index``,
+    ``swap_index``, ``trace_address`` (list), ``protocol``, ``tx_hash`` (0x hex), the addresses as
+    20-byte ``bytes`` (``sender``, ``recipient``, ``pool``, ``token_in``, ``token_out``) and exact
+    ``amount_in`` / ``amount_out`` ints. Raises ``TypeError`` unless ``swaps`` is a ``TX_DTYPE``
+    array.
+    """
+    if not isinstance(swaps, np.ndarray) or swaps.dtype != TX_DTYPE:
+        got = swaps.dtype if isinstance(swaps, np.ndarray) else type(swaps).__name__
+        raise TypeError(f"swaps must be a numpy array of TX_DTYPE records, got {got}")
+    swaps = swaps.reshape(-1)
+    order = np.lexsort((swaps["swap_index"], swaps["tx_index"], swaps["block"]))
+    amount_in = u256_column_to_ints(swaps["amount_in"])
+    amount_out = u256_column_to_ints(swaps["amount_out"])
+    rows = []
+    for i in order.tolist():
+        r = swaps[i]
+        depth = int(r["trace_depth"])
+        rows.append({
+            "row": i,
+            "id": int(r["id"]),
+            "block": int(r["block"]),
+            "tx_index": int(r["tx_index"]),
+            "swap_index": int(r["swap_index"]),
+            "trace_address": r["trace_address"][:depth].tolist(),
+            "protocol": int(r["protocol"]),
+            "tx_hash": "0x" + r["tx_hash"].tobytes().hex(),
+            "sender": r["sender"].tobytes(),
+            "recipient": r["recipient"].tobytes(),
+            "pool": r["pool"].tobytes(),
+            "token_in": r["token_in"].tobytes(),
+            "token_out": r["token_out"].tobytes(),
+            "amount_in": amount_in[i],
+            "amount_out": amount_out[i],
+        })
+    return rows
 
 
 def empty(n: int) -> np.ndarray:

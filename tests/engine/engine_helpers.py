@@ -1,11 +1,8 @@
 """Test processors and helpers shared by the engine tests."""
-import types
 
 import numpy as np
 
-from tallyio.hookspecs import hookimpl
 from tallyio.opportunity import Opportunity
-from tallyio.plugins import get_plugin_manager
 from tallyio.record import TX_DTYPE
 
 

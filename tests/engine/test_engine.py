@@ -7,7 +7,6 @@ import pytest
 
 from tallyio import Engine, TallyIOError
 from tallyio.feeds import IterableSource
-from tallyio.record import TX_DTYPE
 
 from engine_helpers import CountingProcessor, FailingProcessor, rows
 

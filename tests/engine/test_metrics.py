@@ -3,7 +3,6 @@ import io
 import threading
 import urllib.request
 
-import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 

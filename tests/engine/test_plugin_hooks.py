@@ -1,18 +1,14 @@
 """One test per hook in tallyio/hookspecs.py, plugin discovery, and the meta-test that keeps the
 contract honest (every hook documented in docs/plugin_hooks.md and tested here)."""
 import os
-import re
-import sys
 import textwrap
 import types
 
-import numpy as np
 import pytest
 
 from engine_helpers import CountingProcessor, FailingProcessor, rows
 from tallyio import Engine, PluginError, hookimpl, hookspecs
 from tallyio.feeds import IterableSource
-from tallyio.opportunity import Opportunity
 from tallyio.plugins import collect, describe, get_plugin_manager
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")

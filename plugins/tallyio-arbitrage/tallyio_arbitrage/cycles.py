@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from tallyio.opportunity import Opportunity
-from tallyio.record import PROTOCOL_NAMES, TX_DTYPE, u256_column_to_ints
+from tallyio.record import PROTOCOL_NAMES, swap_rows
 
 KIND = "cyclic_arbitrage"
 STRATEGY = "arbitrage"
@@ -49,36 +49,6 @@ DEFAULT_TOLERANCE = Fraction(1, 100)  # mev-inspect-py's MAX_TOKEN_AMOUNT_PERCEN
 STRICT_TOLERANCE = Fraction(1, 100_000)  # mev-inspect-js's: links that match this well go first
 
 __all__ = ["DEFAULT_TOLERANCE", "KIND", "STRATEGY", "STRICT_TOLERANCE", "find_cyclic_arbitrages"]
-
-
-def _rows(swaps: np.ndarray) -> list[dict[str, Any]]:
-    if not isinstance(swaps, np.ndarray) or swaps.dtype != TX_DTYPE:
-        got = swaps.dtype if isinstance(swaps, np.ndarray) else type(swaps).__name__
-        raise TypeError(f"swaps must be a numpy array of TX_DTYPE records, got {got}")
-    swaps = swaps.reshape(-1)
-    order = np.lexsort((swaps["swap_index"], swaps["tx_index"], swaps["block"]))
-    amount_in = u256_column_to_ints(swaps["amount_in"])
-    amount_out = u256_column_to_ints(swaps["amount_out"])
-    rows = []
-    for i in order.tolist():
-        r = swaps[i]
-        rows.append({
-            "id": int(r["id"]),
-            "block": int(r["block"]),
-            "tx_index": int(r["tx_index"]),
-            "swap_index": int(r["swap_index"]),
-            "trace_address": r["trace_address"][:int(r["trace_depth"])].tolist(),
-            "protocol": int(r["protocol"]),
-            "tx_hash": "0x" + r["tx_hash"].tobytes().hex(),
-            "sender": r["sender"].tobytes(),
-            "recipient": r["recipient"].tobytes(),
-            "pool": r["pool"].tobytes(),
-            "token_in": r["token_in"].tobytes(),
-            "token_out": r["token_out"].tobytes(),
-            "amount_in": amount_in[i],
-            "amount_out": amount_out[i],
-        })
-    return rows
 
 
 def _close(a: int, b: int, tolerance: Fraction) -> bool:
@@ -152,7 +122,7 @@ def find_cyclic_arbitrages(swaps: np.ndarray, *, tolerance: Fraction | float = D
     tol = Fraction(tolerance)
     if not 0 <= tol < 1:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance!r}")
-    rows = _rows(swaps)
+    rows = swap_rows(swaps)
     by_tx: dict[tuple[int, str], list[dict]] = {}
     for s in rows:
         by_tx.setdefault((s["block"], s["tx_hash"]), []).append(s)

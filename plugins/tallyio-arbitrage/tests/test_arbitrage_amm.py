@@ -96,9 +96,11 @@ def test_best_cross_pool_against_synthetic_reference(xa, ya, skew, threshold):
 
 @settings(max_examples=60, deadline=None)
 @given(scale=st.integers(18, 24), skew=st.floats(1.01, 1.3), ratio=st.floats(-4, 4))
-def test_best_cross_pool_deep_pools_within_two_units(scale, skew, ratio):
-    # Deep pools: the proof interval is too wide to scan; the window result is exact for its
-    # input and within 2 units of the reference's search, in both unit regimes.
+def test_best_cross_pool_deep_pools_at_most_two_units_below_the_reference(scale, skew, ratio):
+    # Deep pools: the proof interval is too wide to scan, for the strategy and for the
+    # reference alike (a ternary search plus a neighbourhood scan, not exhaustive). The window
+    # result is exact for its input and never more than 2 units below the reference; it may be
+    # above it (hypothesis found a case 3 units above), so only the lower side is a bound.
     xa = 10**scale
     ya = int(xa * 10**ratio)
     xb, yb = int(xa * skew), ya
@@ -106,7 +108,7 @@ def test_best_cross_pool_deep_pools_within_two_units(scale, skew, ratio):
     d, p, exhaustive = synthetic.best_cross_input(xa, ya, xb, yb)
     assert not exhaustive and not r.optimal
     assert r.gross_profit == cross_profit(r.amount_in, xa, ya, xb, yb)
-    assert abs(r.gross_profit - p) <= 2
+    assert r.gross_profit >= p - 2
 
 
 def test_best_cross_pool_none_inside_the_fee_band():
