@@ -82,13 +82,14 @@ def _as_records(a, what: str) -> np.ndarray:
 class _ProcessorSlot:
     """A processor with its breaker, histogram and counters: one entry of the dispatch list."""
 
-    __slots__ = ("name", "proc", "process", "breaker", "hist", "batches", "rows", "errors",
-                 "skipped_rows", "opportunities", "last_error", "transitions")
+    __slots__ = ("name", "proc", "process", "on_skipped", "breaker", "hist", "batches", "rows",
+                 "errors", "skipped_rows", "opportunities", "last_error", "transitions")
 
     def __init__(self, name, proc, breaker):
         self.name = name
         self.proc = proc
         self.process = proc.process
+        self.on_skipped = getattr(proc, "on_skipped", None)
         self.breaker = breaker
         self.hist = LatencyHistogram()
         self.batches = self.rows = self.errors = self.skipped_rows = self.opportunities = 0
@@ -583,6 +584,12 @@ class Engine:
                 except CircuitOpenError:
                     slot.skipped_rows += n
                     self.rejected["breaker_open:" + slot.name] += n
+                    if slot.on_skipped is not None:  # a stateful strategy keeps its state current
+                        try:
+                            slot.on_skipped(batch)
+                        except Exception as exc:
+                            slot.errors += 1
+                            slot.last_error = repr(exc)
                     continue
                 except Exception as exc:
                     slot.errors += 1

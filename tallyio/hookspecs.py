@@ -13,7 +13,9 @@ Processor (a strategy)
     Optional: ``flush() -> Iterable[Opportunity] | None``, called once when the stream ends (for
     strategies that look across batches, such as per-block sandwich detection);
     ``on_feed(metadata: dict) -> None``, called before ingestion with the source's ``metadata``
-    (for example the pool table a synthetic or recorded feed ships with).
+    (for example the pool table a synthetic or recorded feed ships with);
+    ``on_skipped(batch) -> None``, called instead of ``process`` while the processor's breaker is
+    open, so that a stateful strategy can keep its state current without doing its search.
 Source
     Iterable of ``numpy.ndarray`` chunks of ``TX_DTYPE``. A chunk's ``arrival_ns`` column holds each
     row's offset in ns from the start of the feed (its recorded or scheduled time); the engine paces

@@ -217,3 +217,24 @@ def test_entry_points_allow_and_block_lists(monkeypatch):
     reg = collect(get_plugin_manager())
     assert set(reg.processors) == {"arbitrage"}
     assert "file" in reg.sources  # built-ins are always there
+
+
+def test_open_breaker_hands_the_batch_to_on_skipped():
+    class Stateful(FailingProcessor):
+        def __init__(self):
+            super().__init__()
+            self.kept_up = 0
+
+        def on_skipped(self, batch):
+            self.kept_up += len(batch)
+
+    made = []
+
+    def factory():
+        made.append(Stateful())
+        return made[-1]
+
+    pm = manager(plugin(register_processors=lambda register: register("stateful", factory)))
+    cfg = {"batching": {"batch_size": 8, "max_age": 3600.0}, "breaker": {"failure_threshold": 2}}
+    report = Engine(cfg, plugin_manager=pm).run(IterableSource([rows(8)] * 10, chunk=8))
+    assert made[0].kept_up == report.rejected["breaker_open:stateful"] == 64

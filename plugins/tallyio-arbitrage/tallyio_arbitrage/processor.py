@@ -66,7 +66,7 @@ class ArbitrageProcessor:
         self._mined = CompleteGroups(("block", "tx_index"))
         self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
                                      "token_mismatch", "mined", "candidates", "unpriced",
-                                     "opportunities", "oversized_tx"), 0)
+                                     "opportunities", "oversized_tx", "skipped"), 0)
 
     def _load(self, table):
         self.book = PoolBook(table)
@@ -109,11 +109,19 @@ class ArbitrageProcessor:
             found += self._route_mined(take_rows(batch, ~pending), final=False)
         return found
 
+    def on_skipped(self, batch: np.ndarray) -> None:
+        """The engine skipped this batch (the breaker is open): keep the pool state current so
+        that later searches see the right reserves, but search nothing."""
+        pending = (batch["flags"] & FLAG_PENDING) != 0
+        self._stats["skipped"] += len(batch)
+        if pending.any():
+            self._pending(batch, pending, search=False)
+
     def flush(self) -> list[Opportunity]:
         return self._route_mined(None, final=True)
 
     # -- pending swaps ----------------------------------------------------------------------------
-    def _pending(self, batch, pending):
+    def _pending(self, batch, pending, search: bool = True):
         st, book = self._stats, self.book
         n_pending = int(pending.sum())
         v2 = pending & (batch["protocol"] == PROTOCOL_UNISWAP_V2)
@@ -151,7 +159,7 @@ class ArbitrageProcessor:
                 continue
             st["applied"] += 1
             sib = siblings[i]
-            if not sib:
+            if not sib or not search:
                 continue
             pi = px[i]
             cands = [j for j in sib if not _LO < px[j] / pi < _HI]

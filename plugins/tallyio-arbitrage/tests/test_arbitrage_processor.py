@@ -263,3 +263,17 @@ def test_oversized_transaction_is_skipped_and_counted():
     assert p.process(rows) == [] and p.flush() == []
     st = p.stats()
     assert st["oversized_tx"] == 1 and st["mined"] == len(rows)
+
+
+def test_skipped_batches_keep_the_pool_state_current():
+    """While its breaker is open the engine calls on_skipped: the reserves must end where
+    processing everything leaves them, so later searches are not made on stale pools."""
+    market = synthetic.Market(9, **SMALL)
+    records, _ = synthetic.generate_feed(9, 600, market, plant_arbitrage=4, **SMALL_FEED)
+    full, partial = ArbitrageProcessor(market, gas_units=10), ArbitrageProcessor(market, gas_units=10)
+    run(full, records, batch=50)
+    for i in range(0, 300, 50):
+        partial.on_skipped(records[i:i + 50])
+    run(partial, records[300:], batch=50)
+    assert partial.book.reserve0 == full.book.reserve0 and partial.book.reserve1 == full.book.reserve1
+    assert partial.stats()["skipped"] == 300 and partial.stats()["candidates"] <= full.stats()["candidates"]

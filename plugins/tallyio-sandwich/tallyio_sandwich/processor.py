@@ -52,7 +52,8 @@ class SandwichProcessor:
         self._load(load_table(pools) if pools is not None else _EMPTY)
         self._mined = CompleteGroups(("block",))
         self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
-                                     "token_mismatch", "mined", "unpriced", "opportunities"), 0)
+                                     "token_mismatch", "mined", "unpriced", "opportunities",
+                                     "skipped"), 0)
 
     def _load(self, table):
         self.book = PoolBook(table)
@@ -87,10 +88,18 @@ class SandwichProcessor:
             found += self._route_mined(take_rows(batch, ~pending), final=False)
         return found
 
+    def on_skipped(self, batch: np.ndarray) -> None:
+        """The engine skipped this batch (the breaker is open): keep the pool state current so
+        that later sizings see the right reserves, but search nothing."""
+        pending = (batch["flags"] & FLAG_PENDING) != 0
+        self._stats["skipped"] += len(batch)
+        if pending.any():
+            self._pending(batch, pending, search=False)
+
     def flush(self) -> list[Opportunity]:
         return self._route_mined(None, final=True)
 
-    def _pending(self, batch, pending):
+    def _pending(self, batch, pending, search: bool = True):
         st, book = self._stats, self.book
         v2 = pending & (batch["protocol"] == PROTOCOL_UNISWAP_V2)
         st["not_v2"] += int(pending.sum()) - int(v2.sum())
@@ -121,9 +130,9 @@ class SandwichProcessor:
         for k in range(len(rows)):
             i, z, v, m = pools[k], z41[k], amount_in[k], min_out[k]
             token = book.token0[i] if z else book.token1[i]
-            if token not in prices.prices:
+            if search and token not in prices.prices:
                 st["unpriced"] += 1
-            else:
+            elif search:
                 rin, rout = book.reserves(i, z)
                 s = best_sandwich(v, m, rin, rout)
                 if s is not None:

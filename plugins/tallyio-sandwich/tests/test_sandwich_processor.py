@@ -211,3 +211,15 @@ def test_no_pool_table_means_nothing_found_not_an_error():
         p.on_feed({})
         assert p.process(rows) == []
         assert p.stats()["unknown_pool"] == 10
+
+
+def test_skipped_batches_keep_the_pool_state_current():
+    market = synthetic.Market(5, **SMALL)
+    records, _ = synthetic.generate_feed(5, 600, market, plant_sandwich=4, **SMALL_FEED)
+    full, partial = SandwichProcessor(market, gas_units=10), SandwichProcessor(market, gas_units=10)
+    run(full, records, batch=50)
+    for i in range(0, 300, 50):
+        partial.on_skipped(records[i:i + 50])
+    run(partial, records[300:], batch=50)
+    assert partial.book.reserve0 == full.book.reserve0 and partial.book.reserve1 == full.book.reserve1
+    assert partial.stats()["skipped"] == 300
