@@ -16,7 +16,7 @@ import numpy as np
 
 from tallyio import StateCache
 
-from tallyio.record import address_bytes, address_hex, address_key, u256_column_to_ints
+from tallyio.record import PROTOCOL_UNISWAP_V2, address_bytes, address_hex, address_key, u256_column_to_ints
 
 FEE_NUM = 997  # Uniswap V2 keeps 0.3% of every input
 FEE_DEN = 1000
@@ -254,6 +254,30 @@ class PoolBook:
         """Pool index of each key, -1 where unknown (vectorized)."""
         values, found = self._index.get_many(np.asarray(pool_keys, dtype=np.uint64))
         return np.where(found, values, -1).astype(np.intp)
+
+    def pending_swaps(self, batch: np.ndarray, pending: np.ndarray, st: dict):
+        """The pending V2 swaps of ``batch`` on pools of this book whose token_in is one of the
+        pool's tokens: ``(rows, pool_index, zero_for_one)``, or None when there is none. Every
+        pending row it leaves out is counted in ``st`` (``not_v2``, ``unknown_pool``,
+        ``token_mismatch``)."""
+        v2 = pending & (batch["protocol"] == PROTOCOL_UNISWAP_V2)
+        st["not_v2"] += int(pending.sum()) - int(v2.sum())
+        idx = self.lookup(batch["pool_key"])
+        known = v2 & (idx >= 0)
+        if known.any():  # a 64-bit key match must also be the same 20-byte address
+            k = np.flatnonzero(known)
+            same = (batch["pool"][k] == self.address_rows[idx[k]]).all(axis=1)
+            known[k[~same]] = False
+        st["unknown_pool"] += int(v2.sum()) - int(known.sum())
+        if not known.any():  # nothing on a known pool (or no pool table at all)
+            return None
+        safe = np.where(idx >= 0, idx, 0)
+        tin = batch["token_in_key"]
+        zero_for_one = tin == self.token0_key[safe]
+        good = known & (zero_for_one | (tin == self.token1_key[safe]))
+        st["token_mismatch"] += int(known.sum()) - int(good.sum())
+        rows = np.flatnonzero(good)
+        return (rows, idx, zero_for_one) if len(rows) else None
 
     def reserves(self, i: int, zero_for_one: bool) -> tuple[int, int]:
         return (self.reserve0[i], self.reserve1[i]) if zero_for_one else (self.reserve1[i], self.reserve0[i])

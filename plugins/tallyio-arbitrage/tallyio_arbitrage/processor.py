@@ -123,27 +123,10 @@ class ArbitrageProcessor:
     # -- pending swaps ----------------------------------------------------------------------------
     def _pending(self, batch, pending, search: bool = True):
         st, book = self._stats, self.book
-        n_pending = int(pending.sum())
-        v2 = pending & (batch["protocol"] == PROTOCOL_UNISWAP_V2)
-        st["not_v2"] += n_pending - int(v2.sum())
-        idx = book.lookup(batch["pool_key"])
-        known = v2 & (idx >= 0)
-        if known.any():  # a 64-bit key match must also be the same 20-byte address
-            k = np.flatnonzero(known)
-            same = (batch["pool"][k] == book.address_rows[idx[k]]).all(axis=1)
-            known[k[~same]] = False
-        st["unknown_pool"] += int(v2.sum()) - int(known.sum())
-        if not known.any():  # nothing on a known pool (or no pool table at all): nothing to do
+        swaps = book.pending_swaps(batch, pending, st)
+        if swaps is None:
             return []
-        safe = np.where(idx >= 0, idx, 0)
-        tin = batch["token_in_key"]
-        zero_for_one = tin == book.token0_key[safe]
-        one_for_zero = tin == book.token1_key[safe]
-        good = known & (zero_for_one | one_for_zero)
-        st["token_mismatch"] += int(known.sum()) - int(good.sum())
-        rows = np.flatnonzero(good)
-        if not len(rows):
-            return []
+        rows, idx, zero_for_one = swaps
         amount_in = u256_column_to_ints(batch["amount_in"][rows])
         min_out = u256_column_to_ints(batch["amount_out_min"][rows])
         pools = idx[rows].tolist()
