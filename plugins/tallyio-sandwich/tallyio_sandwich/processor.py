@@ -7,7 +7,7 @@ import numpy as np
 
 from tallyio.opportunity import Opportunity
 from tallyio.grouping import CompleteGroups
-from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
+from tallyio.record import FLAG_PENDING, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
 from tallyio_arbitrage.amm import POOL_KEYS, PoolBook, load_table, price_table
 
 from tallyio_sandwich.amm import best_sandwich
