@@ -30,8 +30,10 @@ run: build
 test: build
 	$(PY) -m pytest -q
 
+# the asv suite once (--quick) against this working tree, in this venv
 bench: build
-	cd asv_bench && ../$(VENV)/bin/asv run --python=same --quick --show-stderr
+	cd asv_bench && ../$(VENV)/bin/asv machine --yes > /dev/null && \
+		../$(VENV)/bin/asv run --python=same --quick --show-stderr
 
 clean:
 	rm -rf build $(VENV) tallyio/_core/*.c tallyio/_core/*.so
