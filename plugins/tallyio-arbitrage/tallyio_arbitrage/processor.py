@@ -5,12 +5,12 @@ from typing import Any
 
 import numpy as np
 
-from tallyio.opportunity import Opportunity
 from tallyio.grouping import CompleteGroups
-from tallyio.record import FLAG_PENDING, TX_DTYPE, address_hex, take_rows, u256_column_to_ints
+from tallyio.opportunity import Opportunity
+from tallyio.record import address_hex, take_rows
 
-from tallyio_arbitrage.amm import (FEE_DEN, FEE_NUM, POOL_KEYS, PoolBook, best_cross_pool, load_table,
-                                   price_table)
+from tallyio_arbitrage.amm import FEE_DEN, FEE_NUM, best_cross_pool
+from tallyio_arbitrage.strategy import PoolStrategy, int_option
 
 # A zero-gas arbitrage between two pools opens once their prices differ by the round-trip fee,
 # ratio outside [g^2, 1/g^2]. The float pre-filter widens that band by 1e-9 (floats of the
@@ -19,19 +19,10 @@ _G2 = (FEE_NUM / FEE_DEN) ** 2
 _LO = _G2 * (1 + 1e-9)
 _HI = (1 / _G2) * (1 - 1e-9)
 
-OPTIONS = ("pools", "gas_units", "min_profit", "max_scan", "weth", "prices")
-
-
-def _int_option(name, value, minimum):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 MAX_SWAPS_PER_TX = 64
 
 
-class ArbitrageProcessor:
+class ArbitrageProcessor(PoolStrategy):
     """Cross-pool arbitrage detector (a TallyIO Processor named ``"arbitrage"``).
 
     Keeps the reserves of the pools in ``pools`` (a ``tallyio.synthetic.Market``, a pools-table
@@ -54,90 +45,31 @@ class ArbitrageProcessor:
     """
 
     name = "arbitrage"
+    OPTIONS = ("pools", "gas_units", "min_profit", "max_scan", "weth", "prices")
+    GROUP = ("block", "tx_index")  # cyclic arbitrages are found one transaction at a time
+    STATS = ("candidates", "oversized_tx")
 
     def __init__(self, pools: Any = None, *, gas_units: int = 200_000, min_profit: int = 0,
                  max_scan: int = 1024, weth: Any = None, prices: Any = None):
-        self.gas_units = _int_option("gas_units", gas_units, 0)
-        self.min_profit = _int_option("min_profit", min_profit, 0)
-        self.max_scan = _int_option("max_scan", max_scan, 1)
-        self._weth, self._price_options = weth, prices
-        self._configured = pools is not None
-        self._load(load_table(pools) if pools is not None else _EMPTY)
-        self._mined = CompleteGroups(("block", "tx_index"))
-        self._stats = dict.fromkeys(("rows", "applied", "reverted", "unknown_pool", "not_v2",
-                                     "token_mismatch", "mined", "candidates", "unpriced",
-                                     "opportunities", "oversized_tx", "skipped"), 0)
+        self.max_scan = int_option("max_scan", max_scan, 1)
+        super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
+                         prices=prices)
 
     def _load(self, table):
-        self.book = PoolBook(table)
-        self.prices = price_table(table, self._weth, self._price_options)
+        super()._load(table)
         # per pool: (profit token, whether it is token0), or None when the pair is not priced
         self._profit = []
         for i in range(len(self.book)):
             t = self.prices.profit_token(self.book.token0[i], self.book.token1[i])
             self._profit.append(None if t is None else (t, t == self.book.token0[i]))
 
-    @classmethod
-    def from_options(cls, **options) -> "ArbitrageProcessor":
-        """Build from config options (``pools``, ``gas_units``, ``min_profit``, ``max_scan``,
-        ``weth``, ``prices``); an unknown option raises ``TypeError`` naming it."""
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise TypeError(f"unknown option {unknown[0]!r} for processor 'arbitrage'; "
-                            f"known: {', '.join(OPTIONS)}")
-        return cls(**options)
-
-    def on_feed(self, metadata: dict) -> None:
-        """Take the pools table a feed ships with (``pool_*``/``token_*`` arrays), unless the
-        ``pools`` option already gave one; called by the engine before ingestion."""
-        if not self._configured and all(k in metadata for k in POOL_KEYS):
-            self._load(metadata)
-
-    def stats(self) -> dict[str, int]:
-        return dict(self._stats)
-
-    # -- the Processor protocol -------------------------------------------------------------------
-    def process(self, batch: np.ndarray) -> list[Opportunity]:
-        if not isinstance(batch, np.ndarray) or batch.dtype != TX_DTYPE:
-            raise TypeError(f"batch must be a numpy array of TX_DTYPE, got "
-                            f"{getattr(batch, 'dtype', type(batch))}")
-        st = self._stats
-        st["rows"] += len(batch)
-        pending = (batch["flags"] & FLAG_PENDING) != 0
-        found = self._pending(batch, pending) if pending.any() else []
-        if not pending.all():
-            found += self._route_mined(take_rows(batch, ~pending), final=False)
-        return found
-
-    def on_skipped(self, batch: np.ndarray) -> None:
-        """The engine skipped this batch (the breaker is open): keep the pool state current so
-        that later searches see the right reserves, but search nothing."""
-        pending = (batch["flags"] & FLAG_PENDING) != 0
-        self._stats["skipped"] += len(batch)
-        if pending.any():
-            self._pending(batch, pending, search=False)
-
-    def flush(self) -> list[Opportunity]:
-        return self._route_mined(None, final=True)
-
     # -- pending swaps ----------------------------------------------------------------------------
     def _pending(self, batch, pending, search: bool = True):
         st, book = self._stats, self.book
-        swaps = book.pending_swaps(batch, pending, st)
-        if swaps is None:
-            return []
-        rows, idx, zero_for_one = swaps
-        amount_in = u256_column_to_ints(batch["amount_in"][rows])
-        min_out = u256_column_to_ints(batch["amount_out_min"][rows])
-        pools = idx[rows].tolist()
-        z41 = zero_for_one[rows].tolist()
-        gas = batch["gas_price"][rows].tolist()
-        ids = batch["id"][rows].tolist()
         found = []
         apply, siblings, px = book.apply, book.siblings, book.px
-        for k in range(len(rows)):
-            i = pools[k]
-            if apply(i, z41[k], amount_in[k], min_out[k]) is None:
+        for i, z, amount_in, min_out, gas, tx_id in self._pending_swaps(batch, pending):
+            if apply(i, z, amount_in, min_out) is None:
                 st["reverted"] += 1
                 continue
             st["applied"] += 1
@@ -147,7 +79,7 @@ class ArbitrageProcessor:
             pi = px[i]
             cands = [j for j in sib if not _LO < px[j] / pi < _HI]
             if cands:
-                opp = self._best(i, cands, gas[k], ids[k])
+                opp = self._best(i, cands, gas, tx_id)
                 if opp is not None:
                     found.append(opp)
         st["opportunities"] += len(found)
@@ -185,18 +117,11 @@ class ArbitrageProcessor:
                      "gas_units": self.gas_units, "net_of_gas": True, "optimal": best.optimal})
 
     # -- mined swaps ------------------------------------------------------------------------------
-    def _route_mined(self, rows: np.ndarray | None, final: bool) -> list[Opportunity]:
-        if rows is not None:
-            self._stats["mined"] += len(rows)
-        # a transaction may continue in the next batch: only complete ones are inspected
-        ready = self._mined.flush() if final else self._mined.add(rows)
-        if not len(ready):
-            return []
+    def _inspect(self, ready: np.ndarray) -> list[Opportunity]:
         # Route search is cubic in a transaction's swaps: a transaction with more than
         # MAX_SWAPS_PER_TX of them (no real arbitrage has) is skipped and counted, so one
         # malformed or hostile transaction cannot stall the engine thread.
-        groups = CompleteGroups.groups(ready, ("block", "tx_index"))
-        big = [(a, b) for a, b in groups if b - a > MAX_SWAPS_PER_TX]
+        big = [(a, b) for a, b in CompleteGroups.groups(ready, self.GROUP) if b - a > MAX_SWAPS_PER_TX]
         if big:
             self._stats["oversized_tx"] += len(big)
             keep = np.ones(len(ready), dtype=bool)
@@ -204,11 +129,4 @@ class ArbitrageProcessor:
                 keep[a:b] = False
             ready = take_rows(ready, keep)
         from tallyio_arbitrage.cycles import find_cyclic_arbitrages  # another author's module
-        found = list(find_cyclic_arbitrages(ready))
-        self._stats["opportunities"] += len(found)
-        return found
-
-
-_EMPTY = {k: np.zeros((0, 20) if k in ("pool_address", "pool_token0", "pool_token1") else (0, 4),
-                      dtype=np.uint8 if k in ("pool_address", "pool_token0", "pool_token1") else np.uint64)
-          for k in ("pool_address", "pool_token0", "pool_token1", "pool_reserve0", "pool_reserve1")}
+        return list(find_cyclic_arbitrages(ready))
