@@ -76,6 +76,7 @@ cdef class BreakerCore:
     cdef uint64_t _now(self) except? 0
     cdef str _forced_msg
     cdef object _open_error(self, uint64_t now)
+    cdef uint64_t _begin(self) except? 0
     cdef int _finish(self, uint64_t t0, bint failed) except -1
     cdef bint _is_failure(self, object exc)
     cdef object _guard(self, fn, tuple args, dict kwargs)

@@ -110,6 +110,16 @@ cdef class BreakerCore:
         # says nothing about the callee's health.
         return isinstance(exc, Exception) and not isinstance(exc, self._exclude)
 
+    cdef uint64_t _begin(self) except? 0:
+        """Acquire a permit for a call starting now; its start stamp, or CircuitOpenError."""
+        cdef uint64_t t0 = self._now()
+        cdef int r = tio_brk_acquire(self.b, t0)
+        if r != TIO_BRK_PERMIT:
+            if not r & TIO_BRK_PERMIT:
+                raise self._open_error(t0)
+            self._on_transition()
+        return t0
+
     cdef int _finish(self, uint64_t t0, bint failed) except -1:
         cdef uint64_t t1 = self._now()
         cdef int r = tio_brk_record(self.b, t1, t1 - t0 if t1 > t0 else 0, not failed)
@@ -129,12 +139,7 @@ cdef class BreakerCore:
         return self._guard(fn, args, kwargs)
 
     cdef object _guard(self, fn, tuple args, dict kwargs):
-        cdef uint64_t t0 = self._now()
-        cdef int r = tio_brk_acquire(self.b, t0)
-        if r != TIO_BRK_PERMIT:
-            if not r & TIO_BRK_PERMIT:
-                raise self._open_error(t0)
-            self._on_transition()
+        cdef uint64_t t0 = self._begin()
         try:
             result = fn(*args, **kwargs)
         except BaseException as e:
@@ -148,12 +153,7 @@ cdef class BreakerCore:
         return Guarded(self, fn)
 
     def __enter__(self):
-        cdef uint64_t t0 = self._now()
-        cdef int r = tio_brk_acquire(self.b, t0)
-        if r != TIO_BRK_PERMIT:
-            if not r & TIO_BRK_PERMIT:
-                raise self._open_error(t0)
-            self._on_transition()
+        cdef uint64_t t0 = self._begin()
         _starts.set((self, t0, _starts.get()))
         return self
 
@@ -186,12 +186,7 @@ cdef class BreakerCore:
 
     def _enter(self):
         """Acquire for a call that the caller times itself; returns its start stamp (ns)."""
-        cdef uint64_t t0 = self._now()
-        cdef int r = tio_brk_acquire(self.b, t0)
-        if r != TIO_BRK_PERMIT:
-            if not r & TIO_BRK_PERMIT:
-                raise self._open_error(t0)
-            self._on_transition()
+        cdef uint64_t t0 = self._begin()
         return t0
 
     def _exit(self, uint64_t t0, exc=None):
