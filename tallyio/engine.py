@@ -657,8 +657,8 @@ class Engine:
         return [t for t in [getattr(self, "_engine_thread", None), *getattr(self, "_ingest_threads", []),
                             self.collector._thread if self.collector else None] if t is not None]
 
-    def windows(self) -> tuple[WindowedHistogram, ...]:
-        return (self.e2e_window, self.ingest_window, self.decide_window)
+    def windows(self) -> list[WindowedHistogram]:
+        return [w for _, w in self.stage_histograms().values()]
 
     def stage_histograms(self) -> dict:
         return {"end_to_end": (self.e2e, self.e2e_window),

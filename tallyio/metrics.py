@@ -171,11 +171,8 @@ def snapshot(engine) -> dict:
             "transitions": dict(s.transitions),
             "latency_ns": hist_summary(s.hist),
         }
-    stages = {"end_to_end": (engine.e2e, engine.e2e_window),
-              "ingest_to_drained": (engine.stage_ingest, engine.ingest_window),
-              "drained_to_decided": (engine.stage_decide, engine.decide_window)}
     latency = {name: {"total": hist_summary(total), "window": hist_summary(win.merged())}
-               for name, (total, win) in stages.items()}
+               for name, (total, win) in engine.stage_histograms().items()}
     drain = engine.drain.stats()
     out = {
         "time": time.time(),
