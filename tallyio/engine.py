@@ -96,6 +96,12 @@ class _ProcessorSlot:
         self.last_error = None
         self.transitions: Counter = Counter()
 
+    def counts(self) -> dict:
+        """The counters the report and the metrics snapshot both show."""
+        return {"batches": self.batches, "rows": self.rows, "errors": self.errors,
+                "skipped_rows": self.skipped_rows, "opportunities": self.opportunities,
+                "breaker_state": self.breaker.state if self.breaker is not None else "disabled"}
+
 
 class Engine:
     """Engine(config=None)
@@ -678,10 +684,7 @@ class Engine:
         span = (self._last_ns - self._first_ns) / 1e9 if self._last_ns > self._first_ns else 0.0
         procs = {}
         for s in self.slots:
-            procs[s.name] = dict(hist_summary(s.hist), batches=s.batches, rows=s.rows,
-                                 errors=s.errors, skipped_rows=s.skipped_rows,
-                                 opportunities=s.opportunities, last_error=s.last_error,
-                                 breaker_state=s.breaker.state if s.breaker else "disabled")
+            procs[s.name] = dict(hist_summary(s.hist), **s.counts(), last_error=s.last_error)
         drain = self.drain.stats()
         return Report(
             latency_ns=hist_summary(self.e2e),

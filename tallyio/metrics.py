@@ -161,16 +161,8 @@ def snapshot(engine) -> dict:
     """The metrics dict of a running (or stopped) engine; see docs/monitoring.md."""
     col = engine.collector
     names = {t.native_id: t.name for t in engine.threads() if t.native_id is not None}
-    procs = {}
-    for s in engine.slots:
-        b = s.breaker
-        procs[s.name] = {
-            "batches": s.batches, "rows": s.rows, "errors": s.errors,
-            "skipped_rows": s.skipped_rows, "opportunities": s.opportunities,
-            "breaker_state": b.state if b is not None else "disabled",
-            "transitions": dict(s.transitions),
-            "latency_ns": hist_summary(s.hist),
-        }
+    procs = {s.name: dict(s.counts(), transitions=dict(s.transitions),
+                          latency_ns=hist_summary(s.hist)) for s in engine.slots}
     latency = {name: {"total": hist_summary(total), "window": hist_summary(win.merged())}
                for name, (total, win) in engine.stage_histograms().items()}
     drain = engine.drain.stats()
