@@ -35,7 +35,11 @@ cdef class LatencyHistogram:
         free(self.h)
 
     def record(self, int64_t ns, int64_t count=1):
-        """Record one value (a non-negative int), ``count`` times."""
+        """Record one value (a non-negative int), ``count`` times.
+
+        ``count=0`` records nothing (count, min, max and mean are unchanged); a negative ``ns``
+        or ``count`` raises ValueError.
+        """
         if ns < 0:
             raise ValueError(f"ns must be >= 0, got {ns}")
         if count == 1:

@@ -121,6 +121,23 @@ def test_bad_input():
     assert h.count == 2
 
 
+def test_record_count_zero_records_nothing():
+    """count=0 is a no-op: it must not leave a max (or min) that no recording backs."""
+    h = LatencyHistogram()
+    h.record(5, count=0)
+    assert (h.count, h.min, h.max, h.mean) == (0, 0, 0, 0.0)
+    assert h.percentile(100) == 0 and len(h.buckets()[0]) == 0
+    h.record(10)
+    h.record(1_000_000, count=0)
+    h.record(1, count=0)
+    assert (h.count, h.min, h.max) == (1, 10, 10)
+    h.record(7, count=3)
+    assert (h.count, h.min, h.max, h.mean) == (4, 7, 10, 31 / 4)
+    with pytest.raises(ValueError, match="count must be >= 0, got -1"):
+        h.record(5, count=-1)
+    assert h.count == 4
+
+
 def test_huge_values():
     h = LatencyHistogram()
     h.record(2**63 - 1)

@@ -47,7 +47,10 @@ static inline void tio_hist_reset(tio_hist *h) {
     atomic_store_explicit(&h->min, UINT64_MAX, memory_order_relaxed);
 }
 
+/* Record v n times. n == 0 records nothing: min/max must only ever hold a value that was counted
+ * (max 5 with count 0 would report a latency that never happened). */
 static inline void tio_hist_record_n(tio_hist *h, uint64_t v, uint64_t n) {
+    if (TIO_UNLIKELY(n == 0)) return;
     tio_fetch_add_relaxed(&h->buckets[tio_hist_index(v)], n);
     tio_fetch_add_relaxed(&h->count, n);
     tio_fetch_add_relaxed(&h->sum, v * n);
