@@ -30,19 +30,21 @@ import resource
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 import numpy as np
 
 from tallyio import config as _config
 from tallyio import plugins as _plugins
 from tallyio._core.batch import BatchDrain
-from tallyio._core.clock import now_ns, wait_until
+from tallyio._core.clock import now_ns
 from tallyio._core.hist import LatencyHistogram
+from tallyio._core.ingest import Pacer, record_since
 from tallyio._core.ring import Ring
 from tallyio.dedup import Dedup
-from tallyio.errors import CircuitOpenError, TallyIOError
+from tallyio.errors import CircuitOpenError, ProcessorResultError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
+from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE, copy_rows, take_rows
 from tallyio.report import Report, hist_summary
 
@@ -72,6 +74,43 @@ def engine_plan(topology):
     return plan
 
 
+class _PluginFailure(Exception):
+    """A BaseException (SystemExit, KeyboardInterrupt...) raised by plugin code, carried through
+    the breaker as an ordinary failure so that it is counted there too."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(repr(exc))
+        self.exc = exc
+
+
+def _opportunities(result) -> list:
+    """A processor's return value as a list of ``Opportunity``; a generator runs to completion
+    here, inside the caller's guard and timing. Anything else raises ``ProcessorResultError``."""
+    if result is None:
+        return []
+    if isinstance(result, Opportunity):
+        return [result]
+    if isinstance(result, (str, bytes, dict, np.ndarray)) or not hasattr(result, "__iter__"):
+        raise ProcessorResultError(f"a processor must return None or an iterable of Opportunity, "
+                                   f"got {type(result).__name__}")
+    ops = list(result)
+    for o in ops:
+        if not isinstance(o, Opportunity):
+            raise ProcessorResultError(f"a processor returned a {type(o).__name__} among its "
+                                       f"results; expected Opportunity")
+    return ops
+
+
+def _guarded(fn, *args) -> list:
+    """``fn(*args)`` turned into a list of opportunities; plugin BaseExceptions become failures."""
+    try:
+        return _opportunities(fn(*args))
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise _PluginFailure(exc) from exc
+
+
 def _as_records(a, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != TX_DTYPE:
@@ -83,7 +122,8 @@ class _ProcessorSlot:
     """A processor with its breaker, histogram and counters: one entry of the dispatch list."""
 
     __slots__ = ("name", "proc", "process", "on_skipped", "breaker", "hist", "batches", "rows",
-                 "errors", "skipped_rows", "opportunities", "last_error", "transitions")
+                 "errors", "skipped_rows", "opportunities", "last_error", "transitions",
+                 "slow_batches")
 
     def __init__(self, name, proc, breaker):
         self.name = name
@@ -93,6 +133,7 @@ class _ProcessorSlot:
         self.breaker = breaker
         self.hist = LatencyHistogram()
         self.batches = self.rows = self.errors = self.skipped_rows = self.opportunities = 0
+        self.slow_batches = 0  # over the breaker's latency threshold (counted in every mode)
         self.last_error = None
         self.transitions: Counter = Counter()
 
@@ -100,6 +141,7 @@ class _ProcessorSlot:
         """The counters the report and the metrics snapshot both show."""
         return {"batches": self.batches, "rows": self.rows, "errors": self.errors,
                 "skipped_rows": self.skipped_rows, "opportunities": self.opportunities,
+                "slow_batches": self.slow_batches,
                 "breaker_state": self.breaker.state if self.breaker is not None else "disabled"}
 
 
@@ -142,20 +184,39 @@ class Engine:
         self.slots = []
         self.switches: dict = {}
         self.pool = None
-        self.rejected: Counter = Counter()
-        self.ingested = 0   # by the ingest thread
+        self.rejected: Counter = Counter()   # rows refused or dropped, by reason
+        self.undecided: Counter = Counter()  # rows not decided by every processor, by reason
+        self._pacer = None
         self.pushed = 0     # by push()
         self.refused = 0    # push() rows the full ring did not take
-        self.processed = 0
+        self.processed = 0  # rows that reached the processors
+        self.decided = 0    # ... and that every processor decided (no skip, no error)
+        self.settled = 0    # rows out of the ring with an outcome (processed, expired, dropped...)
         self.batches = 0
-        self.ingest_waits = 0
         self.duplicates_dropped = 0
-        self.opportunities: list = []
+        self.engine_error = None
+        self.source_error = None
+        keep = self.config["engine"]["keep_opportunities"]
+        self.opportunities: deque = deque(maxlen=keep)  # the latest; every one goes to the sinks
+        self.opportunities_total = 0
+        self.opportunities_by_kind: Counter = Counter()
         self.sink_errors = 0
+        self.sink_errors_by: Counter = Counter()  # (sink, error type) -> count; logged once each
         self.observer_errors = 0
         self._first_ns = 0
         self._last_ns = 0
         self._events: list = []
+        self.replay = False
+
+    @property
+    def ingested(self) -> int:
+        """Rows the ingest thread put in the ring (live: read while it runs)."""
+        return self._pacer.pushed if self._pacer is not None else 0
+
+    @property
+    def ingest_waits(self) -> int:
+        """Times the ingest thread found the ring full and waited (back-pressure)."""
+        return self._pacer.full_waits if self._pacer is not None else 0
 
     def _apply_system(self):
         """Check every optimization switch against the machine (``on`` and unavailable is a
@@ -269,10 +330,12 @@ class Engine:
             policy = factory(**opts)
         except (TypeError, ValueError) as e:
             raise TallyIOError(f"[breaker] policy {policy_name!r} with options {opts}: {e}") from e
+        # Replay: results must not depend on timing, so slow batches are counted (slow_batches)
+        # but never open the breaker; failures still do.
         breaker = CircuitBreaker(
             name, latency_threshold=b["latency_threshold"], failure_threshold=b["failure_threshold"],
             success_threshold=b["success_threshold"], timeout=b["timeout"],
-            latency_violation_threshold=b["latency_violation_threshold"],
+            latency_violation_threshold=None if self.replay else b["latency_violation_threshold"],
             threshold_policy=policy)
         breaker.add_listener(self._on_transition)
         return breaker
@@ -316,6 +379,13 @@ class Engine:
         cfg = self.config
         self._reset_counters()
         self._apply_system()
+        configured = cfg["source"]["path"] or cfg["source"]["kind"] != "auto"
+        self.source = self._resolve_source(feed) if feed is not None or configured else None
+        mode = cfg["engine"]["mode"]
+        if mode == "auto":
+            mode = "replay" if getattr(self.source, "replay", False) else "live"
+        self.mode = mode
+        self.replay = mode == "replay"
         self.slots = self._build_processors()
         self.sinks = []
         for name in cfg["sinks"]["names"]:
@@ -328,17 +398,15 @@ class Engine:
         self.ring = Ring(e["ring_capacity"], TX_DTYPE, kind=e["ring_kind"])
         b = cfg["batching"]
         batch_size = b["batch_size"] if cfg.switch("batching") != "off" else 1
-        configured = cfg["source"]["path"] or cfg["source"]["kind"] != "auto"
-        self.source = self._resolve_source(feed) if feed is not None or configured else None
-        # A recorded feed replayed as fast as possible is queued all at once by design: its
-        # backlog is the replay's, not the market's, so rows are not aged out (max_age applies
-        # to live sources, pushed rows and paced replays).
+        # Rows age out (max_age) only live: in a replay, expiry would make what the strategies
+        # see depend on the machine's speed.
         src = cfg["source"]
-        self.max_age = None if (getattr(self.source, "replay", False) and not src["speed"]
-                                and not src["rate"]) else b["max_age"]
+        self.max_age = None if self.replay else b["max_age"]
         self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=self.max_age,
                                 idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
         self._batch_buffers = self._pooled_buffers(batch_size)
+        self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
+        self.book = None  # the shared pool book: see _build_book
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
         self._apply_simd()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
@@ -350,9 +418,15 @@ class Engine:
         self._ingest_done = threading.Event()
         self._engine_done = threading.Event()
         self._closing = threading.Event()
+        self._settled = threading.Event()  # set by the engine thread whenever it finds the ring empty
+        speed, rate = float(src["speed"]), float(src["rate"])
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
         self._t0 = now_ns()
+        if self.source is not None:
+            self._pacer = Pacer(self.ring, rate=rate, speed=0.0 if rate > 0 else speed,
+                                t0_ns=self._t0, chunk_max=e["ingest_chunk"],
+                                on_full=e["on_full"])
         mon = cfg["monitoring"]
         self.collector = MetricsCollector(self, mon["interval"], mon["window"])
         if mon["enabled"]:
@@ -380,6 +454,9 @@ class Engine:
         the caller's stamps stand (an open-loop load generator stamps the *scheduled* time)."""
         if self._state != "running":
             raise TallyIOError(f"push() on an engine that is {self._state}")
+        if self.ring.kind == "spsc":
+            raise TallyIOError("push() needs [engine] ring_kind = 'mpmc': an 'spsc' ring takes rows "
+                               "from the engine's one ingest thread only")
         rows = _as_records(records, "records")
         if stamp:
             rows = copy_rows(rows)
@@ -396,6 +473,8 @@ class Engine:
     def request_stop(self) -> None:
         """Ask the sources to stop (thread- and signal-safe); ``run`` then drains and returns."""
         self._stop_ingest.set()
+        if self._pacer is not None:
+            self._pacer.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the feed is fully ingested and every accepted row is processed or expired;
@@ -403,12 +482,16 @@ class Engine:
         if not self._ingest_done.wait(timeout):
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (self.processed + self.rejected.get("expired", 0) + self.duplicates_dropped
-               < self.ingested + self.pushed):
-            if deadline is not None and time.monotonic() > deadline:
+        # The engine thread sets _settled when it finds the ring empty: no polling loop here to
+        # take the GIL from it every few hundred microseconds.
+        while True:
+            self._settled.clear()
+            if self.settled >= self.ingested + self.pushed or self._engine_done.is_set():
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 return False
-            time.sleep(0.0005)
-        return True
+            self._settled.wait(0.05 if left is None else min(left, 0.05))
 
     def stop(self) -> Report:
         """Stop the sources, drain everything accepted, flush processors and sinks; the report."""
@@ -416,7 +499,7 @@ class Engine:
             if self._state != "running":
                 raise TallyIOError(f"stop() on an engine that is {self._state}")
             self._state = "stopping"
-        self._stop_ingest.set()
+        self.request_stop()
         for t in self._ingest_threads:
             t.join()
         self.ring.close()
@@ -428,11 +511,9 @@ class Engine:
             if flush is None:
                 continue
             try:
-                self._emit(slot, flush())
-            except Exception as exc:
-                slot.errors += 1
-                slot.last_error = repr(exc)
-                log.exception("processor %s failed in flush()", slot.name)
+                self._emit(slot, _guarded(flush))
+            except BaseException as exc:
+                self._slot_error(slot, exc, "flush()")
         self._fire_events()
         for name, sink in self.sinks:
             close = getattr(sink, "close", None)
@@ -491,11 +572,7 @@ class Engine:
 
     def _ingest(self, source):
         self._tune(INGEST_THREAD)
-        src = self.config["source"]
-        speed, rate = float(src["speed"]), float(src["rate"])
-        on_full = self.config["engine"]["on_full"]
-        chunk_max = self.config["engine"]["ingest_chunk"]
-        ring, stop = self.ring, self._stop_ingest
+        pacer, stop = self._pacer, self._stop_ingest
         seq = 0
         try:
             for chunk in source:
@@ -504,51 +581,57 @@ class Engine:
                 rows = copy_rows(_as_records(chunk, "a source chunk"))
                 n = len(rows)
                 rows["id"] = np.arange(seq, seq + n, dtype=np.uint64)
-                if rate > 0:
-                    sched = self._t0 + ((seq + np.arange(n)) * (1e9 / rate)).astype(np.int64)
-                elif speed > 0:
-                    sched = self._t0 + (rows["arrival_ns"] / speed).astype(np.int64)
-                else:
-                    sched = None
-                i = 0
-                while i < n and not stop.is_set():
-                    if sched is not None:
-                        due = int(np.searchsorted(sched, now_ns(), "right"))
-                        if due <= i:
-                            wait_until(int(sched[i]), 100_000)
-                            continue
-                        j = min(due, i + chunk_max)
-                        rows["arrival_ns"][i:j] = sched[i:j]
-                    else:
-                        j = min(n, i + chunk_max)
-                        rows["arrival_ns"][i:j] = now_ns()
-                    if not self._first_ns:
-                        self._first_ns = int(rows["arrival_ns"][i])
-                    taken = ring.push_many(rows[i:j])
-                    self.ingested += taken
-                    if taken < j - i:
-                        if on_full == "drop":
-                            self.rejected["ring_full"] += j - i - taken
-                            i = j
-                            continue
-                        self.ingest_waits += 1
-                        i += taken
-                        wait_until(now_ns() + 20_000, 20_000)  # back-pressure: let it drain
-                        continue
-                    i = j
+                done = pacer.run(rows)  # pace, stamp and push the chunk with the GIL released
+                if done and not self._first_ns:
+                    self._first_ns = int(rows["arrival_ns"][0])
                 seq += n
+                if done < n:
+                    break  # stopped
         except Exception as exc:  # a broken source ends ingestion, counted and reported
             self.rejected["source_error"] += 1
             self.source_error = repr(exc)
             log.exception("source failed; ingestion stops, everything accepted is still drained")
         finally:
+            if pacer.dropped:
+                self.rejected["ring_full"] = pacer.dropped
+                self.undecided["ring_full"] = pacer.dropped
             self._ingest_done.set()
 
     def _engine_loop(self):
         self._tune(ENGINE_THREAD)
+        self._in_hand = 0
+        try:
+            self._drain_loop()
+        except BaseException as exc:  # cannot come from plugin code (that is guarded): a bug
+            self.engine_error = repr(exc)
+            log.critical("engine thread failed: %r; every row left in the ring is counted as "
+                         "engine_error", exc, exc_info=True)
+            self._abandon()
+        finally:
+            self._engine_done.set()
+            self._settled.set()
+
+    def _abandon(self):
+        """After an engine-thread failure: count the rows in hand and everything still arriving
+        as ``engine_error`` until the sources stop, so that ``wait()`` and the report add up."""
+        self.request_stop()
+        lost = self._in_hand
+        scratch = np.empty(4096, dtype=TX_DTYPE)
+        while True:
+            got = self.ring.pop_into(scratch)
+            lost += got
+            if not got and self._ingest_done.is_set() and len(self.ring) == 0:
+                break
+            if not got:
+                time.sleep(0.001)
+        self.undecided["engine_error"] += lost
+        self.rejected["engine_error"] += lost
+        self.settled += lost
+
+    def _drain_loop(self):
         drain, drain_into, ring = self.drain.drain, self.drain.drain_into, self.ring
         buffers = self._batch_buffers
-        dedup = self.dedup
+        dedup, book = self.dedup, self.book
         slots = self.slots
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
@@ -559,63 +642,56 @@ class Engine:
             else:
                 n, n_expired = drain_into(*buffers)
                 batch = buffers[0][:n]
+                expired = buffers[1][:n_expired]
+            self._in_hand = len(batch) + n_expired
             if n_expired:
+                # expired rows are not searched, but the pool state still follows them
+                if book is not None:
+                    book.apply(expired)
                 self.rejected["expired"] += n_expired
+                self.undecided["expired"] += n_expired
+                self.settled += n_expired
             if dedup is not None and len(batch):
                 keep = dedup.fresh(batch)
                 if not keep.all():
-                    self.rejected["duplicate"] += int(len(keep) - keep.sum())
-                    self.duplicates_dropped += int(len(keep) - keep.sum())
+                    dropped = int(len(keep) - keep.sum())
+                    self.rejected["duplicate"] += dropped
+                    self.duplicates_dropped += dropped
+                    self.settled += dropped
                     batch = take_rows(batch, keep)
             n = len(batch)
             if n == 0:
-                if self._closing.is_set() and len(ring) == 0:
-                    break
+                self._in_hand = 0
+                if len(ring) == 0:
+                    self._settled.set()
+                    if self._closing.is_set():
+                        break
                 continue
             t_drained = now_ns()
-            arrivals = batch["arrival_ns"]
-            waited = np.maximum(t_drained - arrivals, 0)
-            self.stage_ingest.record_many(waited)
-            self.ingest_window.current.record_many(waited)
+            record_since(batch, t_drained, self.stage_ingest, self.ingest_window.current)
             self.batch_sizes.record(n)
+            if book is not None:
+                book.apply(batch)  # once, in order, before any processor looks at the batch
             batch.flags.writeable = False
             found = 0
+            failed = None  # the first reason a processor did not decide this batch
             for slot in slots:
-                t0 = now_ns()
-                try:
-                    if slot.breaker is None:
-                        result = slot.process(batch)
-                    else:
-                        result = slot.breaker.call(slot.process, batch)
-                except CircuitOpenError:
-                    slot.skipped_rows += n
-                    self.rejected["breaker_open:" + slot.name] += n
-                    if slot.on_skipped is not None:  # a stateful strategy keeps its state current
-                        try:
-                            slot.on_skipped(batch)
-                        except Exception as exc:
-                            slot.errors += 1
-                            slot.last_error = repr(exc)
-                    continue
-                except Exception as exc:
-                    slot.errors += 1
-                    slot.last_error = repr(exc)
-                    if slot.errors <= 3 or slot.errors % 1000 == 0:
-                        log.warning("processor %s raised %r (%d errors so far)", slot.name, exc,
-                                    slot.errors)
-                    result = None
-                slot.hist.record(now_ns() - t0)
-                slot.batches += 1
-                slot.rows += n
-                if result:
-                    found += self._emit(slot, result)
+                ops, why = self._run_slot(slot, batch, n)
+                if why is not None and failed is None:
+                    failed = why
+                if ops:
+                    found += self._emit(slot, ops)
             t_done = now_ns()
-            self.stage_decide.record(t_done - t_drained, n)
-            self.decide_window.current.record(t_done - t_drained, n)
-            total = np.maximum(t_done - arrivals, 0)
-            self.e2e.record_many(total)
-            self.e2e_window.current.record_many(total)
+            if failed is None:
+                self.stage_decide.record(t_done - t_drained, n)
+                self.decide_window.current.record(t_done - t_drained, n)
+                record_since(batch, t_done, self.e2e, self.e2e_window.current)
+                self.decided += n
+            else:
+                self.undecided[failed] += n
             self.processed += n
+            self.settled += n
+            self._in_hand = 0
             self.batches += 1
             self._last_ns = t_done
             if self._events:
@@ -625,18 +701,68 @@ class Engine:
                                                 "drain_ns": t_drained, "process_ns": t_done - t_drained,
                                                 "opportunities": found})
 
-    def _emit(self, slot, result) -> int:
-        ops = list(result) if result else []
-        if not ops:
-            return 0
+    def _run_slot(self, slot, batch, n):
+        """Run one processor on a batch, everything it does and returns inside the guard and the
+        timing; ``(opportunities, None)`` when it decided the batch, else ``(None, reason)``."""
+        t0 = now_ns()
+        try:
+            if slot.breaker is None:
+                ops = _guarded(slot.process, batch)
+            else:
+                ops = slot.breaker.call(_guarded, slot.process, batch)
+        except CircuitOpenError as exc:
+            if getattr(exc, "name", None) == slot.name:
+                slot.skipped_rows += n
+                self.rejected["breaker_open:" + slot.name] += n
+                if slot.on_skipped is not None:
+                    try:
+                        _guarded(slot.on_skipped, batch)
+                    except BaseException as exc2:
+                        self._slot_error(slot, exc2, "on_skipped()")
+                return None, "breaker_open:" + slot.name
+            self._slot_error(slot, exc, "process()")  # the plugin's own breaker, not ours
+            ops = None
+        except BaseException as exc:
+            self._slot_error(slot, exc, "process()")
+            ops = None
+        took = now_ns() - t0
+        slot.hist.record(took)
+        if took > self._slow_ns:
+            slot.slow_batches += 1
+        slot.batches += 1
+        slot.rows += n
+        if ops is None:
+            return None, "error:" + slot.name
+        return ops, None
+
+    def _slot_error(self, slot, exc, where):
+        """Count a processor's failure; a KeyboardInterrupt from plugin code also stops the run
+        (cleanly: everything accepted is drained and reported)."""
+        err = exc.exc if isinstance(exc, _PluginFailure) else exc
+        slot.errors += 1
+        slot.last_error = repr(err)
+        if isinstance(err, KeyboardInterrupt):
+            self.request_stop()
+        if slot.errors <= 3 or slot.errors % 1000 == 0:
+            log.warning("processor %s raised %r in %s (%d errors so far)", slot.name, err, where,
+                        slot.errors)
+
+    def _emit(self, slot, ops) -> int:
         slot.opportunities += len(ops)
+        self.opportunities_total += len(ops)
         self.opportunities.extend(ops)
+        for o in ops:
+            self.opportunities_by_kind[(o.strategy, o.kind)] += 1
         for name, sink in self.sinks:
             try:
                 sink.emit(ops)
-            except Exception:
+            except Exception as exc:
                 self.sink_errors += 1
-                log.exception("sink %s failed", name)
+                key = (name, type(exc).__name__)
+                self.sink_errors_by[key] += 1
+                if self.sink_errors_by[key] == 1:  # once per sink and error type, then counted
+                    log.error("sink %s failed: %r (further %s errors of this sink are counted, "
+                              "not logged)", name, exc, type(exc).__name__, exc_info=True)
         return len(ops)
 
     def _fire(self, hook, **kwargs):
@@ -677,6 +803,16 @@ class Engine:
             d["ring_full_push"] = self.refused
         return d
 
+    def undecided_by_reason(self) -> dict[str, int]:
+        """Rows offered to the engine that not every processor decided, by reason: expired,
+        dropped or refused at a full ring, skipped by an open breaker or failed by a processor
+        (the first one, per batch), or lost to an engine-thread failure. Latency percentiles
+        never include them; a KPI run with any of them fails its targets."""
+        d = {k: v for k, v in self.undecided.items() if v}
+        if self.refused:
+            d["ring_full_push"] = self.refused
+        return d
+
     def pool_stats(self) -> dict:
         return self.pool.stats()["classes"] if self.pool is not None else {}
 
@@ -691,14 +827,22 @@ class Engine:
             stages={"ingest_to_drained": hist_summary(self.stage_ingest),
                     "drained_to_decided": hist_summary(self.stage_decide)},
             processors=procs,
-            throughput_tps=self.processed / span if span else 0.0,
+            throughput_tps=self.decided / span if span else 0.0,
             processed=self.processed,
+            decided=self.decided,
+            undecided=self.undecided_by_reason(),
+            mode=getattr(self, "mode", "live"),
+            engine_error=self.engine_error,
+            source_error=self.source_error,
             ingested=self.ingested + self.pushed,
             batches=self.batches,
             mean_batch=drain["rows"] / drain["batches"] if drain["batches"] else 0.0,
             rejected=self.rejected_by_reason(),
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             opportunities=list(self.opportunities),
+            opportunities_total=self.opportunities_total,
+            opportunities_by_kind={f"{s}/{k}": n for (s, k), n
+                                   in sorted(self.opportunities_by_kind.items())},
             duration_s=span,
             ingest_waits=self.ingest_waits,
             sink_errors=self.sink_errors,

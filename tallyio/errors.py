@@ -40,6 +40,11 @@ class PluginError(TallyIOError):
     """A plugin that could not be loaded or that implements an unknown hook."""
 
 
+class ProcessorResultError(TallyIOError, TypeError):
+    """A processor returned something other than None or an iterable of ``Opportunity``;
+    counted as that processor's error for the batch."""
+
+
 class OptimizationUnavailableError(TallyIOError, RuntimeError):
     """An optimization the config turns ``on`` that this machine cannot honour.
 

@@ -37,6 +37,21 @@ class Report:
     duration_s: float = 0.0
     ingest_waits: int = 0
     sink_errors: int = 0
+    # rows every processor decided: the latency percentiles and the throughput count only these
+    decided: int = 0
+    # rows not decided, by reason (expired, ring_full, breaker_open:NAME, error:NAME, ...)
+    undecided: dict[str, int] = field(default_factory=dict)
+    mode: str = "live"
+    engine_error: str | None = None
+    source_error: str | None = None
+    # every opportunity found; ``opportunities`` holds the latest (engine keep_opportunities)
+    opportunities_total: int = 0
+    opportunities_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every row offered was decided by every processor."""
+        return not self.undecided and self.engine_error is None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,21 +85,32 @@ class Report:
                          f"{s['opportunities']:>7}  {s['breaker_state']}")
         lines.append("")
         lines.append(f"processed      {self.processed:,} of {self.ingested:,} ingested, "
-                     f"{self.batches:,} batches (mean {self.mean_batch:.1f} rows)")
+                     f"{self.batches:,} batches (mean {self.mean_batch:.1f} rows); mode {self.mode}")
+        und = ", ".join(f"{k}={v:,}" for k, v in sorted(self.undecided.items())) or "none"
+        lines.append(f"decided        {self.decided:,} by every processor (latency counts only "
+                     f"these); undecided: {und}")
+        if self.engine_error:
+            lines.append(f"ENGINE ERROR   {self.engine_error}")
+        if self.source_error:
+            lines.append(f"source error   {self.source_error}")
         lines.append(f"throughput     {self.throughput_tps:,.0f} tx/s over {self.duration_s:.3f} s")
         lines.append(f"peak RSS       {self.peak_rss_bytes / 2**20:,.1f} MiB")
         rej = ", ".join(f"{k}={v:,}" for k, v in sorted(self.rejected.items())) or "none"
         lines.append(f"rejected       {rej}")
         lines.append("")
-        lines.append(f"opportunities  {len(self.opportunities)}")
-        by_kind: dict = {}
-        for o in self.opportunities:
-            by_kind[(o.strategy, o.kind)] = by_kind.get((o.strategy, o.kind), 0) + 1
-        for (strategy, kind), n in sorted(by_kind.items()):
-            lines.append(f"  {strategy}/{kind}: {n}")
+        total = max(self.opportunities_total, len(self.opportunities))
+        lines.append(f"opportunities  {total}")
+        by_kind = self.opportunities_by_kind
+        if not by_kind:
+            for o in self.opportunities:
+                key = f"{o.strategy}/{o.kind}"
+                by_kind[key] = by_kind.get(key, 0) + 1
+        for key, n in sorted(by_kind.items()):
+            lines.append(f"  {key}: {n}")
         for o in self.opportunities[:max_opportunities]:
             lines.append(f"  - {o.strategy} {o.kind} block={o.block} profit={o.profit} "
                          f"token={o.profit_token[:10]}.. pools={','.join(p[:10] + '..' for p in o.pools)}")
-        if len(self.opportunities) > max_opportunities:
-            lines.append(f"  ... {len(self.opportunities) - max_opportunities} more (--json for all)")
+        if total > max_opportunities:
+            lines.append(f"  ... {total - max_opportunities} more (--json and the sinks have "
+                         f"{'all' if total == len(self.opportunities) else 'the latest ' + str(len(self.opportunities))})")
         return "\n".join(lines)
