@@ -32,10 +32,11 @@ cdef extern from "tallyio/pool.h" nogil:
     size_t tio_pool_block_sizes[4]
     int tio_pool_class_of(size_t size) noexcept nogil
     # C-level entry points for compiled modules: any thread, no GIL. Keep the MemoryPool object
-    # alive and do not race close(). alloc: NULL when closed, refused ("raise") or out of memory.
-    # free: 0, or -1 for a pointer inside the pool that is not an allocated block.
-    void *tio_pool_alloc(tio_pool *p, size_t size) noexcept nogil
-    int tio_pool_free(tio_pool *p, void *ptr) noexcept nogil
+    # alive and do not race close(). alloc: NULL when closed, refused ("raise") or out of memory;
+    # *gen receives the block's generation. free: give the pointer back with that generation; 0,
+    # or -1 (nothing freed) for a double, stale or foreign free, an interior pointer or NULL.
+    void *tio_pool_alloc(tio_pool *p, size_t size, uint64_t *gen) noexcept nogil
+    int tio_pool_free(tio_pool *p, void *ptr, uint64_t gen) noexcept nogil
     # Class of a pointer inside one of the regions (-1: outside all, -2: not a block start).
     int tio_pool_locate(const tio_pool *p, const void *ptr, uint32_t *idx) noexcept nogil
     # Building blocks of the Python API (a block index plus the generation a release must present).

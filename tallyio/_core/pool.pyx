@@ -430,6 +430,7 @@ cdef class MemoryPool:
         cdef int h, nh = 0, j, chk = 1 if check else 0
         cdef void *held[64]
         cdef uint64_t stamps[64]
+        cdef uint64_t gens[64]
         cdef uint32_t idx
         for name, v in (("n_ops", n_ops), ("tag", tag), ("hold", hold)):
             if isinstance(v, bool) or not isinstance(v, int):
@@ -448,7 +449,7 @@ cdef class MemoryPool:
         try:
             with nogil:
                 for i in range(n):
-                    held[nh] = tio_pool_alloc(self.p, sz)
+                    held[nh] = tio_pool_alloc(self.p, sz, &gens[nh])
                     if held[nh] == NULL:
                         refd += 1
                     else:
@@ -466,7 +467,7 @@ cdef class MemoryPool:
                         for j in range(nh):
                             if chk and not _verify(<char *>held[j], sz, stamps[j]):
                                 bad += 1
-                            if tio_pool_free(self.p, held[j]) == 0:
+                            if tio_pool_free(self.p, held[j], gens[j]) == 0:
                                 fr += 1
                             else:
                                 badf += 1
@@ -513,27 +514,50 @@ cdef class MemoryPool:
         if failed:
             raise MemoryError(f"posix_memalign failed for size={sz}")
 
-    def _c_misuse(self, size):
-        """Test hook: codes of C-level ``tio_pool_free`` for a good free, a double free, an interior
-        pointer and NULL, on a block of ``size`` bytes from ``tio_pool_alloc``; None when the pool
-        had no pooled block to give."""
+    def _c_misuse(self, size, MemoryPool other=None):
+        """Test hook: codes of the C-level ``tio_pool_free`` (0 freed, -1 refused) on a block of
+        ``size`` bytes from ``tio_pool_alloc``, as a dict: ``interior`` (pointer + 1), ``first``
+        (the good free), ``double`` (the same again), ``stale`` (the first generation again after
+        the block was handed out anew; ``stale_same_block`` says whether it was the same block),
+        ``current`` (that new allocation's own free), ``null``, ``wrong_gen`` (the right pointer,
+        a generation it never had) and, with ``other`` (another pool), ``foreign`` (this pool's
+        block freed to ``other``, with its generation). None when the pool had no block to give."""
         cdef size_t sz = <size_t>_check_size(size)
         cdef char *ptr
-        cdef int first, second, interior, null
+        cdef char *again
+        cdef uint64_t gen, gen2
         cdef uint32_t idx
+        cdef dict out = {}
         if self.closed:
             raise PoolClosedError("MemoryPool is closed")
-        ptr = <char *>tio_pool_alloc(self.p, sz)
+        if other is self:
+            raise ValueError("other must be another MemoryPool")
+        if other is not None and other.closed:
+            raise PoolClosedError("other MemoryPool is closed")
+        ptr = <char *>tio_pool_alloc(self.p, sz, &gen)
         if ptr == NULL:
             return None
+        out["wrong_gen"] = tio_pool_free(self.p, ptr, gen + 2)
+        if other is not None:
+            out["foreign"] = tio_pool_free(other.p, ptr, gen)
         if tio_pool_locate(self.p, ptr, &idx) < 0:
-            tio_pool_free(self.p, ptr)
-            return None
-        interior = tio_pool_free(self.p, ptr + 1)
-        first = tio_pool_free(self.p, ptr)
-        second = tio_pool_free(self.p, ptr)
-        null = tio_pool_free(self.p, NULL)
-        return first, second, interior, null
+            # A system-allocator block: like free(), nothing can check a second or interior free
+            # of it, so only the checks above are safe to make.
+            out["system"] = True
+            out["first"] = tio_pool_free(self.p, ptr, gen)
+            return out
+        out["system"] = False
+        out["interior"] = tio_pool_free(self.p, ptr + 1, gen)
+        out["first"] = tio_pool_free(self.p, ptr, gen)
+        out["double"] = tio_pool_free(self.p, ptr, gen)
+        # The free list is LIFO, so the next allocation of the class is the same slot: a free that
+        # presents the first generation is now stale, and must not free the new owner's block.
+        again = <char *>tio_pool_alloc(self.p, sz, &gen2)
+        out["stale_same_block"] = again == ptr
+        out["stale"] = tio_pool_free(self.p, ptr, gen)
+        out["current"] = tio_pool_free(self.p, again, gen2)
+        out["null"] = tio_pool_free(self.p, NULL, gen)
+        return out
 
     def _aba_replay(self):
         """Test hook: replay the ABA interleaving on the small class (see tio_pool_aba_replay);

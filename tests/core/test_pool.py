@@ -343,13 +343,40 @@ def test_repr():
         assert repr(b) == "<Block size=8 class=small released>"
 
 
-def test_c_level_free_misuse_is_refused():
-    with tiny() as p:
-        # good free 0; double free, interior pointer and NULL -1
-        assert p._c_misuse(8) == (0, -1, -1, -1)
-        assert p._c_misuse(4096) == (0, -1, -1, -1)
+@pytest.mark.parametrize("size", [8, 64, 1000, 4096, MiB2])
+def test_c_level_free_misuse_is_refused(size):
+    """tio_pool_free takes the generation tio_pool_alloc gave: a double free, a stale free after
+    the block was handed out again, a wrong generation, an interior pointer, NULL and a free into
+    another pool are refused (-1) and change nothing; the good frees succeed (0)."""
+    with tiny(huge=1) as p, tiny(huge=1) as other:
+        r = p._c_misuse(size, other)
+        assert r == {"system": False, "wrong_gen": -1, "foreign": -1, "interior": -1, "first": 0,
+                     "double": -1, "stale_same_block": True, "stale": -1, "current": 0,
+                     "null": -1}
         s = p.stats()
-        assert s["in_use"] == 0 and s["classes"]["small"]["high_water"] == 1
+        k = {8: "small", 64: "small", 1000: "medium", 4096: "large", MiB2: "huge"}[size]
+        assert s["in_use"] == 0 and s["classes"][k]["high_water"] == 1
+        assert other.stats()["in_use"] == 0 and other.stats()["system_in_use"] == 0
+
+
+def test_c_level_stale_free_does_not_free_the_new_owners_block():
+    """The failure this guards against: free(ptr) after the slot went to another owner used to
+    succeed (it read the block's current generation), handing one block to two owners."""
+    with tiny(small=1) as p:
+        r = p._c_misuse(64)
+        assert r["stale_same_block"] is True and r["stale"] == -1 and r["current"] == 0
+        assert p.stats()["in_use"] == 0
+        b = p.allocate(64)  # the one block is free again, exactly once
+        assert p.stats()["classes"]["small"]["in_use"] == 1 and b.size_class == "small"
+        p.release(b)
+
+
+def test_c_level_system_block_free_checks_the_pool_tag():
+    with tiny() as p, tiny() as other:
+        big = MiB2 + 1  # above every class: the system allocator
+        r = p._c_misuse(big, other)
+        assert r == {"wrong_gen": -1, "foreign": -1, "system": True, "first": 0}
+        assert p.stats()["system_in_use"] == 0 and other.stats()["system_in_use"] == 0
 
 
 def test_free_list_refuses_the_aba_cas():

@@ -15,7 +15,14 @@
  * Each block also has a state word: even while free, odd while allocated, bumped by one at each
  * transition. A release must CAS the exact odd value its allocation produced (the generation), so
  * a double release, or a stale one after the slot was handed out again, fails instead of pushing
- * a block twice.
+ * a block twice. This holds at the C level too: tio_pool_alloc hands the caller the generation and
+ * tio_pool_free takes it back. (Reading the block's current state word at free time instead, as
+ * an earlier version did, turns a stale free of a block handed out again into a successful free
+ * of somebody else's block.)
+ *
+ * A block from the system allocator gets an even generation: the pool's tag (its address, even
+ * and unique among live pools). A free whose pointer is outside the regions is passed to free()
+ * only with that tag, so a pooled block or a system block of another pool is refused.
  *
  * Requests above 2 MiB, and requests whose class is exhausted under the "fallback" policy, go to
  * the system allocator and are counted. Linux-only facilities (MAP_HUGETLB, MADV_HUGEPAGE,
@@ -71,6 +78,7 @@ typedef struct {
     tio_atomic_u64 oversize;                  /* requests above the largest class */
     TIO_ALIGNED tio_atomic_u64 closed;        /* read on every C-level alloc; written once */
     int fallback;                             /* 1: exhausted -> system allocator, 0: refuse */
+    uint64_t sys_gen;                         /* generation of this pool's system blocks (even) */
 } tio_pool;
 
 /* ---- size classes ---- */
@@ -182,23 +190,27 @@ static inline void tio_pool_sys_free(tio_pool *p, void *ptr) {
 /* ---- C-level entry points for compiled modules (nogil, any thread) ----
  *
  * Contract: the caller keeps the owning MemoryPool object alive and does not race close() (join
- * the threads that allocate, then close). A pointer must go back to the pool it came from. */
+ * the threads that allocate, then close). A pointer goes back to the pool it came from, with the
+ * generation its allocation returned. */
 
 /* A block of at least `size` bytes (64-byte aligned), or NULL when the pool is closed, the class
- * is exhausted under the "raise" policy, or the system allocator fails. */
-static inline void *tio_pool_alloc(tio_pool *p, size_t size) {
+ * is exhausted under the "raise" policy, or the system allocator fails. *gen receives what
+ * tio_pool_free must be given back with the pointer. */
+static inline void *tio_pool_alloc(tio_pool *p, size_t size, uint64_t *gen) {
+    *gen = 0;
     if (TIO_UNLIKELY(tio_load_relaxed(&p->closed))) return NULL;
     int k = tio_pool_class_of(size);
     if (TIO_LIKELY(k >= 0)) {
-        uint64_t gen;
         tio_pool_class *c = &p->cls[k];
-        uint32_t idx = tio_pool_take(c, &gen);
+        uint32_t idx = tio_pool_take(c, gen);
         if (TIO_LIKELY(idx != TIO_POOL_NIL)) return tio_pool_block(c, idx);
         if (!p->fallback) return NULL; /* counted by take() as exhausted */
     } else {
         tio_fetch_add_relaxed(&p->oversize, 1);
     }
-    return tio_pool_sys_alloc(p, size);
+    void *ptr = tio_pool_sys_alloc(p, size);
+    if (ptr) *gen = p->sys_gen;
+    return ptr;
 }
 
 /* Class of a pointer inside one of the regions (-1: not in any), and its block index. A pointer
@@ -217,18 +229,16 @@ static inline int tio_pool_locate(const tio_pool *p, const void *ptr, uint32_t *
     return -1;
 }
 
-/* Free a block from tio_pool_alloc: 0, or -1 for a pointer inside a region that is not an
- * allocated block (double free, interior pointer). A pointer outside every region is taken to be
- * a system-allocator block of this pool and handed to free(), which cannot check it. */
-static inline int tio_pool_free(tio_pool *p, void *ptr) {
+/* Free a block from tio_pool_alloc with the generation that call returned: 0, or -1 (nothing
+ * freed) for a pointer that is not a live block of this pool at that generation: a double free, a
+ * stale free after the block was handed out again, an interior pointer, NULL, a block of another
+ * pool. A pointer outside every region is handed to free() only with this pool's system tag; like
+ * free() itself, that path cannot tell a second free of the same system block. */
+static inline int tio_pool_free(tio_pool *p, void *ptr, uint64_t gen) {
     uint32_t idx = 0;
     int k = tio_pool_locate(p, ptr, &idx);
-    if (TIO_LIKELY(k >= 0)) {
-        tio_pool_class *c = &p->cls[k];
-        uint64_t s = tio_load_relaxed(&c->state[idx]);
-        return tio_pool_give(c, idx, s);
-    }
-    if (k == -2 || ptr == NULL) return -1;
+    if (TIO_LIKELY(k >= 0)) return tio_pool_give(&p->cls[k], idx, gen);
+    if (k == -2 || ptr == NULL || gen != p->sys_gen) return -1;
     tio_pool_sys_free(p, ptr);
     return 0;
 }
@@ -240,6 +250,8 @@ static inline tio_pool *tio_pool_new(int fallback) {
     if (posix_memalign((void **)&p, TIO_CACHELINE, sizeof(tio_pool)) != 0) return NULL;
     memset(p, 0, sizeof(*p));
     p->fallback = fallback;
+    /* 64-byte aligned, so even (a pooled generation is odd) and unique among live pools. */
+    p->sys_gen = (uint64_t)(uintptr_t)p;
     for (int k = 0; k < TIO_POOL_CLASSES; k++) {
         p->cls[k].block_size = tio_pool_block_sizes[k];
         atomic_init(&p->cls[k].head, (uint64_t)TIO_POOL_NIL);
