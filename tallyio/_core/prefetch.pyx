@@ -33,10 +33,15 @@ cdef class PrefetchingIterator:
     pays off for compiled callers, which walk the same iterator without the GIL (see
     ``prefetch.pxd``).
 
+    Thread-safe: threads that share one iterator (``next``, ``next_many``, compiled walkers) each
+    get distinct rows, every row exactly once; the cursor is claimed atomically.
+
     Raises TypeError for a 0-d array or a non-integer distance, ValueError for a negative one.
     """
 
-    def __init__(self, array, distance=8):
+    # Everything is set here, not in __init__: the nogil walkers read `it` and rely on `array`
+    # keeping the rows alive, so no later call (a second __init__) may swap them.
+    def __cinit__(self, array, distance=8):
         cdef cnp.ndarray a = np.asarray(array)
         cdef size_t d = check_distance(distance)
         cdef size_t span
@@ -55,6 +60,9 @@ cdef class PrefetchingIterator:
         self.array = a
         tio_pf_iter_init(&self.it, <char *>cnp.PyArray_DATA(a), a.strides[0], a.shape[0], span, d)
 
+    def __init__(self, array, distance=8):
+        pass
+
     @property
     def distance(self):
         return self.it.distance
@@ -62,53 +70,53 @@ cdef class PrefetchingIterator:
     @property
     def position(self):
         """Rows handed out so far."""
-        return self.it.pos
+        return tio_pf_iter_pos(&self.it)
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        cdef size_t i = self.it.pos
-        cdef char *row = tio_pf_iter_next(&self.it)
-        if row == NULL:
+        cdef size_t i
+        if not tio_pf_iter_claim(&self.it, 1, &i):
             raise StopIteration
         if self.one_d:
             # What iterating a 1-D array yields (a numpy scalar; for a record, a view), built from
             # the row pointer without going through __getitem__.
-            return PyArray_Scalar(row, (<cnp.ndarray>self.array).descr, self.array)
+            return PyArray_Scalar(tio_pf_iter_at(&self.it, i), (<cnp.ndarray>self.array).descr,
+                                  self.array)
         return self.array[i]
 
     def next_many(self, n):
         """The next ``min(n, remaining)`` rows as a new array, walked and copied without the GIL
         (the compiled path of the iterator, available from Python). Raises ValueError for a
         negative ``n``."""
+        cdef size_t first = 0, k
+        cdef cnp.ndarray out
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an int, got {n!r}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        cdef size_t k = min(<size_t>n, self.it.n - self.it.pos), i
-        cdef size_t rowbytes = self.row_bytes
-        cdef cnp.ndarray out = np.empty((k,) + self.array.shape[1:], dtype=self.array.dtype)
-        cdef char *dst = <char *>cnp.PyArray_DATA(out)
-        cdef char *row
+        # Claim first, then size the copy by what was claimed: another thread may have taken
+        # rows since any earlier look at the cursor.
+        k = tio_pf_iter_claim(&self.it, min(<size_t>n, self.it.n), &first)
+        out = np.empty((k,) + self.array.shape[1:], dtype=self.array.dtype)
+        if k == 0:
+            return out
         if not self.rows_contiguous:
             # Rows that are not one block of bytes (a column-major 2-D array) or that hold Python
             # objects: numpy copies them.
-            start = self.it.pos
-            self.it.pos += k
-            out[...] = self.array[start:start + k]
+            out[...] = self.array[first:first + k]
             return out
+        cdef char *dst = <char *>cnp.PyArray_DATA(out)
         with nogil:
-            for i in range(k):
-                row = tio_pf_iter_next(&self.it)
-                memcpy(dst + i * rowbytes, row, rowbytes)
+            tio_pf_iter_copy(&self.it, first, k, dst, self.row_bytes)
         return out
 
     def __length_hint__(self):
-        return self.it.n - self.it.pos
+        return self.it.n - tio_pf_iter_pos(&self.it)
 
     def __repr__(self):
-        return (f"PrefetchingIterator(rows={self.it.n}, position={self.it.pos}, "
+        return (f"PrefetchingIterator(rows={self.it.n}, position={tio_pf_iter_pos(&self.it)}, "
                 f"distance={self.it.distance})")
 
 

@@ -285,3 +285,59 @@ def test_iterators_from_four_threads():
     assert not any(th.is_alive() for th in threads)
     assert errors == []
     assert walked == [rounds * len(r)] * 4
+
+
+@pytest.mark.parametrize("distance", [0, 8])
+def test_one_iterator_shared_by_four_threads(distance):
+    """The reported crash: four threads calling next_many (and next) on ONE iterator. A plain
+    cursor let them copy the same rows and walk past the end (memcpy from NULL). Every row must
+    come out exactly once, whole, and nothing after the end."""
+    n = 400_000
+    r = records(n, seed=3)
+    it = PrefetchingIterator(r, distance)
+    barrier = threading.Barrier(4)
+    got = [[] for _ in range(4)]
+    errors = []
+
+    def worker(t):
+        try:
+            barrier.wait(timeout=60)
+            k = 0
+            while True:
+                k += 1
+                if t == 3 and k % 5 == 0:  # one thread mixes in single steps
+                    row = next(it, None)
+                    if row is None:
+                        break
+                    got[t].append(np.array([row], dtype=r.dtype))
+                    continue
+                chunk = it.next_many(1 + (k * 37 + t) % 300)
+                if len(chunk) == 0:
+                    break
+                got[t].append(chunk)
+        except Exception as e:
+            errors.append((t, e))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=300)
+    assert not any(th.is_alive() for th in threads) and errors == []
+    out = np.concatenate([c for g in got for c in g])
+    assert len(out) == n  # no duplicates handed out, none lost
+    order = np.argsort(out["id"])
+    np.testing.assert_array_equal(out["id"][order], np.arange(n))
+    assert out[order].tobytes() == r.tobytes()  # each row whole, padding included
+    assert it.position == n and it.next_many(10).shape[0] == 0 and next(it, None) is None
+
+
+def test_iterator_state_is_set_once():
+    """State lives in __cinit__: a second __init__ cannot swap the array under a walker, and
+    __new__ without an array is refused instead of building an empty, half-made iterator."""
+    a = np.arange(10)
+    it = PrefetchingIterator(a, 2)
+    it.__init__(np.arange(1000), 5)
+    assert it.array is a and it.distance == 2 and list(it) == list(range(10))
+    with pytest.raises(TypeError):
+        PrefetchingIterator.__new__(PrefetchingIterator)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include "tallyio/atomic.h"
 
 #define TIO_LINE 64
 
@@ -33,13 +34,17 @@ static inline void tio_prefetch_span(const char *p, size_t n) {
 
 /* ------------------------------------------------------------------ iterator */
 
+/* The cursor is claimed with a CAS, never stepped with a plain store: threads sharing one
+ * iterator each get distinct rows (a shared plain cursor let two threads copy the same rows, and
+ * one walk past the end and memcpy from NULL). A caller claims a run of rows with one CAS and walks
+ * it on its own, so the atomic costs once per run, not once per row. */
 typedef struct {
     char *data;          /* row 0 */
     ptrdiff_t stride;    /* bytes from a row to the next (may be negative) */
     size_t n;            /* rows */
     size_t span;         /* bytes of a row worth prefetching */
     size_t distance;     /* rows ahead; 0: no prefetch */
-    size_t pos;          /* next row to hand out */
+    tio_atomic_u64 pos;  /* next row to hand out; only ever moves forward, never past n */
 } tio_pf_iter;
 
 static inline void tio_pf_iter_init(tio_pf_iter *it, char *data, ptrdiff_t stride, size_t n,
@@ -49,19 +54,53 @@ static inline void tio_pf_iter_init(tio_pf_iter *it, char *data, ptrdiff_t strid
     it->n = n;
     it->span = span;
     it->distance = distance;
-    it->pos = 0;
+    atomic_init(&it->pos, 0);
     /* Start the first `distance` rows now: the first next() calls would otherwise wait on them. */
     for (size_t i = 0; i < distance && i < n; i++) tio_prefetch_span(data + (ptrdiff_t)i * stride, span);
 }
 
-/* The next row, with row pos + distance prefetched; NULL when exhausted. */
-static inline char *tio_pf_iter_next(tio_pf_iter *it) {
-    size_t i = it->pos;
-    if (i >= it->n) return NULL;
-    it->pos = i + 1;
-    if (it->distance && i + it->distance < it->n)
-        tio_prefetch_span(it->data + (ptrdiff_t)(i + it->distance) * it->stride, it->span);
+/* Rows handed out so far (a snapshot when other threads walk). */
+static inline size_t tio_pf_iter_pos(tio_pf_iter *it) { return (size_t)tio_load_relaxed(&it->pos); }
+
+/* Claim the next min(want, remaining) rows for the caller alone: their count (0 when exhausted)
+ * and, in *first, the index of the first. Relaxed: the rows are not written through the iterator,
+ * the cursor only partitions their indices between the walkers. */
+static inline size_t tio_pf_iter_claim(tio_pf_iter *it, size_t want, size_t *first) {
+    uint64_t p = tio_load_relaxed(&it->pos);
+    for (;;) {
+        if (p >= it->n || want == 0) return 0;
+        size_t k = it->n - (size_t)p < want ? it->n - (size_t)p : want;
+        if (atomic_compare_exchange_weak_explicit(&it->pos, &p, p + k, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *first = (size_t)p;
+            return k;
+        }
+    }
+}
+
+static inline char *tio_pf_iter_row(const tio_pf_iter *it, size_t i) {
     return it->data + (ptrdiff_t)i * it->stride;
+}
+
+/* Row i of a claimed run, with row i + distance prefetched (when it exists). */
+static inline char *tio_pf_iter_at(const tio_pf_iter *it, size_t i) {
+    if (it->distance && i + it->distance < it->n)
+        tio_prefetch_span(tio_pf_iter_row(it, i + it->distance), it->span);
+    return tio_pf_iter_row(it, i);
+}
+
+/* The next row (claimed for the caller alone), with row pos + distance prefetched; NULL when
+ * exhausted. One CAS per row: a compiled walker that takes many rows should claim runs. */
+static inline char *tio_pf_iter_next(tio_pf_iter *it) {
+    size_t i;
+    if (!tio_pf_iter_claim(it, 1, &i)) return NULL;
+    return tio_pf_iter_at(it, i);
+}
+
+/* Copy the claimed run [first, first + k) to dst, row_bytes per row (contiguous rows only). */
+static inline void tio_pf_iter_copy(const tio_pf_iter *it, size_t first, size_t k, char *dst,
+                                    size_t row_bytes) {
+    for (size_t j = 0; j < k; j++) memcpy(dst + j * row_bytes, tio_pf_iter_at(it, first + j), row_bytes);
 }
 
 /* ------------------------------------------------------------------ gather */
