@@ -4,7 +4,7 @@ import numpy as np
 import numpy.typing as npt
 
 class PrefetchingIterator:
-    # cdef tio_pf_iter it; compiled callers iterate with tio_pf_iter_next(&it) without the GIL
+    # cdef tio_pf_iter it; compiled callers claim runs with tio_pf_iter_claim(&it, ...) nogil
     array: np.ndarray
     def __init__(self, array: npt.ArrayLike, distance: int = 8) -> None: ...
     @property
