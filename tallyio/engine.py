@@ -45,7 +45,7 @@ from tallyio.dedup import Dedup
 from tallyio.errors import CircuitOpenError, ProcessorResultError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
 from tallyio.opportunity import Opportunity
-from tallyio.record import TX_DTYPE, copy_rows, take_rows
+from tallyio.record import TX_DTYPE, copy_rows
 from tallyio.report import Report, hist_summary
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,8 @@ class Engine:
         self.pool = None
         self.rejected: Counter = Counter()   # rows refused or dropped, by reason
         self.undecided: Counter = Counter()  # rows not decided by every processor, by reason
-        self._pacer = None
+        self._pacer = None      # the source's
+        self._pacers: list = []  # every pacer into the ring: the source's and external producers'
         self.pushed = 0     # by push()
         self.refused = 0    # push() rows the full ring did not take
         self.processed = 0  # rows that reached the processors
@@ -210,13 +211,13 @@ class Engine:
 
     @property
     def ingested(self) -> int:
-        """Rows the ingest thread put in the ring (live: read while it runs)."""
-        return self._pacer.pushed if self._pacer is not None else 0
+        """Rows the pacers (the ingest thread's, external producers') put in the ring; live."""
+        return sum(p.pushed for p in self._pacers)
 
     @property
     def ingest_waits(self) -> int:
-        """Times the ingest thread found the ring full and waited (back-pressure)."""
-        return self._pacer.full_waits if self._pacer is not None else 0
+        """Times a pacer found the ring full and waited (back-pressure)."""
+        return sum(p.full_waits for p in self._pacers)
 
     def _apply_system(self):
         """Check every optimization switch against the machine (``on`` and unavailable is a
@@ -427,6 +428,7 @@ class Engine:
             self._pacer = Pacer(self.ring, rate=rate, speed=0.0 if rate > 0 else speed,
                                 t0_ns=self._t0, chunk_max=e["ingest_chunk"],
                                 on_full=e["on_full"])
+            self._pacers.append(self._pacer)
         mon = cfg["monitoring"]
         self.collector = MetricsCollector(self, mon["interval"], mon["window"])
         if mon["enabled"]:
@@ -470,11 +472,31 @@ class Engine:
                 self.refused += len(rows) - taken
         return taken
 
+    def pacer(self, *, rate: float = 0.0, t0_ns: int | None = None, offset: int = 0,
+              stride: int = 1, tick_ns: int = 20_000, on_full: str | None = None) -> Pacer:
+        """A ``Pacer`` into this engine's ring for an external producer thread (a feed handler,
+        a load generator): ``pacer.run(rows)`` paces, stamps and pushes rows with the GIL
+        released, and its rows count as ingested. One per producer thread; ``rate``/``offset``/
+        ``stride`` give several producers disjoint slots of one schedule (see ``Pacer``)."""
+        if self._state != "running":
+            raise TallyIOError(f"pacer() on an engine that is {self._state}")
+        if self.ring.kind == "spsc":
+            raise TallyIOError("pacer() needs [engine] ring_kind = 'mpmc': an 'spsc' ring takes "
+                               "rows from the engine's one ingest thread only")
+        p = Pacer(self.ring, rate=rate, t0_ns=now_ns() if t0_ns is None else t0_ns,
+                  offset=offset, stride=stride, chunk_max=self.config["engine"]["ingest_chunk"],
+                  tick_ns=tick_ns, on_full=on_full or self.config["engine"]["on_full"])
+        with self._lock:
+            self._pacers.append(p)
+        if not self._first_ns:
+            self._first_ns = p.t0_ns
+        return p
+
     def request_stop(self) -> None:
         """Ask the sources to stop (thread- and signal-safe); ``run`` then drains and returns."""
         self._stop_ingest.set()
-        if self._pacer is not None:
-            self._pacer.stop()
+        for p in self._pacers:
+            p.stop()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the feed is fully ingested and every accepted row is processed or expired;
@@ -503,6 +525,9 @@ class Engine:
         for t in self._ingest_threads:
             t.join()
         self.ring.close()
+        dropped = sum(p.dropped for p in self._pacers)
+        if dropped:
+            self.rejected["ring_full"] = self.undecided["ring_full"] = dropped
         self._closing.set()
         self._engine_thread.join()
         self._release_buffers()
@@ -592,9 +617,6 @@ class Engine:
             self.source_error = repr(exc)
             log.exception("source failed; ingestion stops, everything accepted is still drained")
         finally:
-            if pacer.dropped:
-                self.rejected["ring_full"] = pacer.dropped
-                self.undecided["ring_full"] = pacer.dropped
             self._ingest_done.set()
 
     def _engine_loop(self):
@@ -652,13 +674,13 @@ class Engine:
                 self.undecided["expired"] += n_expired
                 self.settled += n_expired
             if dedup is not None and len(batch):
-                keep = dedup.fresh(batch)
-                if not keep.all():
-                    dropped = int(len(keep) - keep.sum())
+                kept = dedup.compact(batch)  # in place, one GIL-free pass
+                if kept < len(batch):
+                    dropped = len(batch) - kept
                     self.rejected["duplicate"] += dropped
                     self.duplicates_dropped += dropped
                     self.settled += dropped
-                    batch = take_rows(batch, keep)
+                    batch = batch[:kept]
             n = len(batch)
             if n == 0:
                 self._in_hand = 0

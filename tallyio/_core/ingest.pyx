@@ -147,6 +147,11 @@ cdef class Pacer:
         tio_ingest_store(&self._stop, 1)
 
     @property
+    def t0_ns(self) -> int:
+        """The schedule's origin (monotonic ns)."""
+        return self.t0
+
+    @property
     def stopped(self) -> bool:
         return tio_ingest_load(&self._stop) != 0
 

@@ -1,0 +1,9 @@
+# Stubs for tallyio._core.dedup (compiled).
+import numpy as np
+
+class Dedup:
+    duplicates: int  # uint64
+    capacity: int    # uint64
+    def __init__(self, capacity: int = ...) -> None: ...
+    def compact(self, batch: np.ndarray) -> int: ...
+    def fresh(self, batch: np.ndarray) -> np.ndarray: ...
