@@ -203,13 +203,10 @@ cdef class WatchList:
     convertible to uint64, MemoryError when the table cannot be allocated.
     """
 
-    def __cinit__(self):
-        self.wl.slots = NULL
-        self.built = False
-
-    def __init__(self, keys):
-        if self.built:
-            raise TypeError("a WatchList is immutable once built; create a new one")
+    # Built here, not in __init__: WatchList.__new__(WatchList) used to leave a NULL table that
+    # the queries then read (a crash), and a table swapped by a second __init__ would be freed
+    # under a concurrent nogil query.
+    def __cinit__(self, keys):
         cdef cnp.ndarray k = as_u64(keys, "keys")
         cdef size_t n = <size_t>cnp.PyArray_DIM(k, 0), i, j
         cdef const char *src = <const char *>cnp.PyArray_DATA(k)
@@ -220,7 +217,6 @@ cdef class WatchList:
             for i in range(n):
                 memcpy(&v, src + 8 * i, 8)
                 tio_wl_add(&self.wl, v)
-        self.built = True
         self.n_small = <size_t>(self.wl.size + self.wl.has_zero)
         if self.n_small <= TIO_WL_SMALL_MAX:
             j = 0
@@ -231,6 +227,11 @@ cdef class WatchList:
                 if self.wl.slots[i]:
                     self.small[j] = self.wl.slots[i]
                     j += 1
+
+    def __init__(self, keys):
+        if self.built:
+            raise TypeError("a WatchList is immutable once built; create a new one")
+        self.built = True
 
     def __dealloc__(self):
         tio_wl_free(&self.wl)

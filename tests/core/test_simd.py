@@ -219,6 +219,16 @@ def test_bad_level_and_watchlist_misuse():
     assert wl.nbytes == 64
 
 
+def test_watchlist_is_built_in_cinit():
+    """WatchList.__new__(WatchList) then a query used to read a NULL table (SIGSEGV): the table
+    is built in __cinit__, so __new__ without keys is a TypeError and with keys a whole list."""
+    with pytest.raises(TypeError):
+        simd.WatchList.__new__(simd.WatchList)
+    wl = simd.WatchList.__new__(simd.WatchList, [5, 0, 7])
+    assert 5 in wl and 6 not in wl and len(wl) == 3 and wl.to_array().tolist() == [0, 5, 7]
+    assert wl.contains(np.array([7, 8], np.uint64)).tolist() == [True, False]
+
+
 def test_set_level_round_trip():
     old = simd.level()
     try:
