@@ -176,6 +176,9 @@ def snapshot(engine) -> dict:
         "queue_depth": len(engine.ring),
         "queue_capacity": engine.ring.capacity,
         "rejected": engine.rejected_by_reason(),
+        "decided": engine.decided,
+        "undecided": engine.undecided_by_reason(),
+        "mode": getattr(engine, "mode", "live"),
         "latency_ns": latency,
         "batches": engine.batches,
         "batch_size": {"mean": drain["rows"] / drain["batches"] if drain["batches"] else 0.0,
@@ -222,6 +225,13 @@ class PrometheusExporter:
         for reason, n in sorted(m["rejected"].items()):
             rej.add_metric([reason], n)
         yield rej
+        yield CounterMetricFamily("tallyio_decided", "Rows every processor decided (the rows "
+                                  "latency is measured over)", value=m["decided"])
+        und = CounterMetricFamily("tallyio_undecided", "Rows not decided by every processor, by "
+                                  "reason", labels=["reason"])
+        for reason, n in sorted(m["undecided"].items()):
+            und.add_metric([reason], n)
+        yield und
         yield GaugeMetricFamily("tallyio_queue_depth", "Rows waiting in the ring", value=m["queue_depth"])
         yield GaugeMetricFamily("tallyio_queue_capacity", "Ring capacity", value=m["queue_capacity"])
         yield GaugeMetricFamily("tallyio_throughput_rows_per_second",
