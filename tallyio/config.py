@@ -8,6 +8,11 @@ attribute saying where it came from.
 Environment overrides: ``TALLYIO__<SECTION>__<KEY>=<TOML value>`` sets ``[section] key``, e.g.
 ``TALLYIO__BATCHING__BATCH_SIZE=512`` or ``TALLYIO__OPTIMIZATIONS__SIMD='"avx2"'`` (the value is
 parsed as TOML, falling back to a plain string), for deployments that template config.
+
+Sizes that allocate memory up front have a sane upper bound, so a typo fails here, naming the key,
+rather than as a ``MemoryError`` at start: ``[engine] ring_capacity`` at most ``2**24`` rows
+(``MAX_RING_CAPACITY``; 5.25 GiB of 336-byte ``TX_DTYPE`` records) and ``dedup_capacity`` at most
+``2**24`` identities (``MAX_DEDUP_CAPACITY``; about 0.6 GiB).
 """
 from __future__ import annotations
 
@@ -30,6 +35,11 @@ OPTIMIZATIONS = ("circuit_breaker", "batching", "cpu_affinity", "realtime_priori
                  "memory_pool", "prefetch", "simd", "allocator")
 
 
+# the most rows of the ingest ring and the most identities dedup remembers (see the docstring)
+MAX_RING_CAPACITY = 1 << 24
+MAX_DEDUP_CAPACITY = 1 << 24
+
+
 def _pow2(v):
     return v >= 2 and v & (v - 1) == 0
 
@@ -39,13 +49,19 @@ Spec = tuple[tuple[type, ...], Any, Callable[[Any], bool] | None, str]
 _NUM = (int, float)
 SCHEMA: dict[str, dict[str, Spec]] = {
     "engine": {
-        "ring_capacity": ((int,), 1 << 16, _pow2, "a power of two >= 2"),
+        "ring_capacity": ((int,), 1 << 16, lambda v: _pow2(v) and v <= MAX_RING_CAPACITY,
+                          "a power of two in [2, 2**24]"),
         "ring_kind": ((str,), "mpmc", lambda v: v in ("spsc", "mpmc"), "'spsc' or 'mpmc'"),
         "ingest_chunk": ((int,), 1024, lambda v: 1 <= v <= 1 << 20, "in [1, 2**20]"),
         "on_full": ((str,), "block", lambda v: v in ("block", "drop"), "'block' or 'drop'"),
         "observer_sample_every": ((int,), 1000, lambda v: v >= 0, ">= 0 (0: never)"),
         "dedup": ((bool,), True, None, "true or false"),
-        "dedup_capacity": ((int,), 1 << 20, lambda v: 1 <= v <= 1 << 31, "in [1, 2**31]"),
+        "dedup_capacity": ((int,), 1 << 20, lambda v: 1 <= v <= MAX_DEDUP_CAPACITY,
+                           "in [1, 2**24]"),
+        "mode": ((str,), "auto", lambda v: v in ("auto", "live", "replay"),
+                 "'auto' (by source), 'live' or 'replay'"),
+        "keep_opportunities": ((int,), 10_000, lambda v: 0 <= v <= 1 << 24, "in [0, 2**24]"),
+        "pools": ((str,), "", None, "a path to a pools table (.npz); empty: the feed's own"),
     },
     "batching": {
         "batch_size": ((int,), 256, lambda v: v >= 1, ">= 1"),
@@ -82,7 +98,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
     },
     "sinks": {
         "names": ((list,), ["memory"], lambda v: all(isinstance(m, str) for m in v), "a list of sink names"),
-        "options": ((dict,), {}, None, "a table of per-sink tables"),
+        "options": ((dict,), {}, lambda v: all(isinstance(t, dict) for t in v.values()),
+                    "a table of per-sink tables ({ jsonl = { path = \"out.jsonl\" } })"),
     },
     "optimizations": {
         name: ((str,), "off" if name == "realtime_priority" else "auto",
@@ -136,7 +153,7 @@ def _check(section: str, key: str, value: Any, where: str) -> Any:
 def _parse_env_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -182,6 +199,10 @@ def load_config(path: str | os.PathLike | None = None, env: dict | None = None) 
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
+    except OSError as e:  # a directory, no permission...
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ConfigError(f"{path}: not valid TOML: nested too deeply") from None
     return from_dict(data, path, env)

@@ -1,4 +1,6 @@
 """Deployment config: defaults, validation naming key and file, environment overrides."""
+import sys
+
 import pytest
 
 from tallyio import ConfigError, load_config
@@ -35,7 +37,13 @@ min_profit = 10
 
 
 @pytest.mark.parametrize("toml, message", [
-    ("[engine]\nring_capacity = 1000", r"\[engine\] ring_capacity must be a power of two >= 2, got 1000"),
+    ("[engine]\nring_capacity = 1000", r"\[engine\] ring_capacity must be a power of two in \[2, 2\*\*24\], got 1000"),
+    # a typo'd size is a config error, not a MemoryError traceback at start
+    ("[engine]\nring_capacity = 1099511627776",
+     r"\[engine\] ring_capacity must be a power of two in \[2, 2\*\*24\], got 1099511627776"),
+    ("[engine]\ndedup_capacity = 2147483648",
+     r"\[engine\] dedup_capacity must be in \[1, 2\*\*24\], got 2147483648"),
+    ("[sinks]\noptions = { jsonl = 3 }", r"\[sinks\] options must be a table of per-sink tables .*got \{'jsonl': 3\}"),
     ("[engine]\nbogus = 1", r"unknown key \[engine\] 'bogus'"),
     ("[nosuch]\nx = 1", r"unknown section \[nosuch\]"),
     ("[batching]\nbatch_size = \"big\"", r"\[batching\] batch_size must be of type int, got 'big'"),
@@ -66,6 +74,28 @@ def test_not_toml_and_missing(tmp_path):
         load_config(tmp_path / "missing.toml", env={})
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"[engine]\nring_kind = '\xff'\n", "not valid TOML: 'utf-8' codec can't decode byte 0xff"),
+    (b"v = " + b"[" * 100_000, "not valid TOML: nested too deeply"),
+])
+def test_undecodable_config_is_a_config_error(tmp_path, content, message):
+    p = tmp_path / "x.toml"
+    p.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(p, env={})
+    assert str(e.value).startswith(f"{p}: ")
+
+
+def test_a_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match=f"{tmp_path}: cannot read the config file: Is a directory"):
+        load_config(tmp_path, env={})
+
+
+def test_environment_value_nested_too_deeply_is_a_string():
+    with pytest.raises(ConfigError, match=r"\[batching\] batch_size must be of type int, got '\[\[\["):
+        load_config(env={"TALLYIO__BATCHING__BATCH_SIZE": "[" * 100_000})
+
+
 def test_environment_overrides(tmp_path):
     env = {"TALLYIO__BATCHING__BATCH_SIZE": "512", "TALLYIO__OPTIMIZATIONS__SIMD": "scalar",
            "TALLYIO__SOURCE__PATH": "feeds/x.npz", "UNRELATED": "1"}
@@ -91,7 +121,10 @@ def test_example_deploy_config_is_valid_and_complete():
     import os
     from tallyio.config import SCHEMA, defaults
     path = os.path.join(os.path.dirname(__file__), "..", "docs", "examples", "deploy.toml")
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
     with open(path, "rb") as f:
         raw = tomllib.load(f)
     cfg = load_config(path, env={})
