@@ -73,6 +73,7 @@ cdef class BreakerCore:
     cdef bint configured
     cdef int acquire(self, uint64_t now) noexcept nogil
     cdef int record(self, uint64_t now, uint64_t latency_ns, bint ok) noexcept nogil
+    cdef int _ready(self) except -1
     cdef uint64_t _now(self) except? 0
     cdef str _forced_msg
     cdef object _open_error(self, uint64_t now)

@@ -14,7 +14,7 @@ from libc.math cimport INFINITY
 from tallyio._core.clock cimport tio_now_ns
 from tallyio._core.hist cimport LatencyHistogram
 
-from tallyio.errors import CircuitOpenError
+from tallyio.errors import CircuitOpenError, TallyIOError
 
 #: State names by their code in the state word.
 STATES = ("closed", "open", "half_open", "forced_open", "disabled")
@@ -48,6 +48,12 @@ cdef class BreakerCore:
         self.b = tio_brk_new()
         if self.b == NULL:
             raise MemoryError("cannot allocate a circuit breaker")
+        # A one-call count window until _configure sets the real one: the C state machine divides
+        # by the window size on every record, so even a breaker made with __new__ and never
+        # configured must not have an empty window (that was a SIGFPE). The Python entry points
+        # refuse such a breaker anyway (_ready); this keeps compiled callers memory-safe.
+        if tio_brk_set_window(self.b, TIO_BRK_WINDOW_COUNT, 1, 0):
+            raise MemoryError("cannot allocate a circuit breaker window")
         self.h0 = LatencyHistogram()
         self.h1 = LatencyHistogram()
         self.b.hist[0] = self.h0.h
@@ -69,6 +75,10 @@ cdef class BreakerCore:
         """Set the (already validated) configuration; once, before the breaker is used."""
         if self.configured:
             raise RuntimeError("a circuit breaker is configured once")
+        # The window sizes are divisors in the C state machine: the one check it cannot live
+        # without, even from a caller that validated everything else.
+        if window_type == "count" and window_size < 1 or window_type != "count" and bucket_ns < 1:
+            raise ValueError(f"window_size/bucket_ns must be >= 1, got {window_size}/{bucket_ns}")
         self.name = name
         self.b.timeout_ns = timeout_ns
         self.b.failure_threshold = _u64_or_off(failure_threshold)
@@ -89,6 +99,21 @@ cdef class BreakerCore:
         self._forced_msg = f"circuit {name!r} is forced open; retry after reset()"
         self.configured = True
         self._rotate(self._now())  # starts the first latency window (and its time cut-off)
+
+    cdef int _ready(self) except -1:
+        if not self.configured:
+            raise TallyIOError(f"{type(self).__name__} is not initialised (made with __new__, or "
+                               f"its __init__ failed); create it with "
+                               f"{type(self).__name__}(...)")
+        return 0
+
+    @property
+    def _initialised(self):
+        return self.configured
+
+    def _require_initialised(self):
+        """Raise TallyIOError unless the breaker was configured (for the Python-level methods)."""
+        self._ready()
 
     # ---- C-level entry points (see breaker.pxd) --------------------------------------------
 
@@ -112,8 +137,12 @@ cdef class BreakerCore:
 
     cdef uint64_t _begin(self) except? 0:
         """Acquire a permit for a call starting now; its start stamp, or CircuitOpenError."""
-        cdef uint64_t t0 = self._now()
-        cdef int r = tio_brk_acquire(self.b, t0)
+        cdef uint64_t t0
+        cdef int r
+        if not self.configured:
+            self._ready()
+        t0 = self._now()
+        r = tio_brk_acquire(self.b, t0)
         if r != TIO_BRK_PERMIT:
             if not r & TIO_BRK_PERMIT:
                 raise self._open_error(t0)
@@ -121,7 +150,10 @@ cdef class BreakerCore:
         return t0
 
     cdef int _finish(self, uint64_t t0, bint failed) except -1:
-        cdef uint64_t t1 = self._now()
+        cdef uint64_t t1
+        if not self.configured:
+            self._ready()
+        t1 = self._now()
         cdef int r = tio_brk_record(self.b, t1, t1 - t0 if t1 > t0 else 0, not failed)
         if r:
             if r & TIO_BRK_TRANSITION:
@@ -196,6 +228,7 @@ cdef class BreakerCore:
     def try_acquire(self, now=None):
         """Ask for a permit without calling anything: True (then report the call with
         ``record_result``) or False (a counted rejection). ``now`` defaults to the clock."""
+        self._ready()
         cdef uint64_t t = self._now() if now is None else <uint64_t>now
         cdef int r = tio_brk_acquire(self.b, t)
         if r & TIO_BRK_TRANSITION:
@@ -204,6 +237,7 @@ cdef class BreakerCore:
 
     def record_result(self, latency_ns, ok, now=None):
         """Report a call permitted by ``try_acquire``: its latency in ns and whether it succeeded."""
+        self._ready()
         if isinstance(latency_ns, bool) or not isinstance(latency_ns, int) or latency_ns < 0:
             raise ValueError(f"latency_ns must be an int >= 0, got {latency_ns!r}")
         cdef uint64_t t = self._now() if now is None else <uint64_t>now
@@ -239,17 +273,21 @@ cdef class BreakerCore:
 
         An open breaker whose timeout has passed still reads ``"open"`` until the next call
         moves it to half-open."""
+        self._ready()
         return STATES[tio_brk_state_of(tio_brk_word(self.b))]
 
     @property
     def threshold_ns(self):
         """The current latency threshold in ns: a call slower than this is a violation."""
+        self._ready()
         return tio_brk_threshold(self.b)
 
     def _set_threshold_ns(self, uint64_t ns):
+        self._ready()
         tio_brk_set_threshold(self.b, ns)
 
     def _retry_after(self, uint64_t now):
+        self._ready()
         cdef uint64_t w = tio_brk_word(self.b), until
         if tio_brk_state_of(w) == TIO_BRK_FORCED_OPEN:
             return float("inf")
@@ -262,6 +300,7 @@ cdef class BreakerCore:
         """Raw counters; rolls a time window forward to ``now`` first."""
         cdef tio_brk_counts c
         cdef uint64_t w
+        self._ready()
         tio_brk_advance(self.b, now)
         tio_brk_counts_of(self.b, &c)
         w = tio_brk_word(self.b)
@@ -279,15 +318,18 @@ cdef class BreakerCore:
     def _force(self, state):
         """Operator transition to ``"closed"`` (reset), ``"forced_open"`` or ``"disabled"``;
         True when the state changed."""
+        self._ready()
         return bool(tio_brk_force(self.b, STATE_CODES[state]) & TIO_BRK_TRANSITION)
 
     def _transition_count(self):
         """Transitions so far, modulo 2**37 (the cursor space of ``_events``)."""
+        self._ready()
         return tio_brk_seq_of(tio_brk_word(self.b))
 
     def _events(self, uint64_t cursor):
         """``(events, cursor, lost)``: the ``(old, new)`` transitions after ``cursor``, the new
         cursor, and how many were overwritten in the log before they could be read."""
+        self._ready()
         cdef uint64_t mask = TIO_BRK_SEQ_MASK
         cdef uint64_t head = tio_brk_seq_of(tio_brk_word(self.b))
         cdef uint64_t pending = (head - cursor) & mask
@@ -311,15 +353,18 @@ cdef class BreakerCore:
 
     def _rotate(self, uint64_t now):
         """Start a new latency window; return the completed one (valid until the next rotate)."""
+        self._ready()
         return self.h0 if tio_brk_rotate(self.b, now) == 0 else self.h1
 
     def _windows(self):
         """``(current, last_completed)`` latency windows of successful calls."""
+        self._ready()
         if tio_brk_hist_idx(self.b) == 0:
             return self.h0, self.h1
         return self.h1, self.h0
 
     def _update_due(self):
+        self._ready()
         return bool(tio_brk_update_due(self.b))
 
     def _clock_ns(self):
@@ -333,6 +378,7 @@ cdef class BreakerCore:
         """Run ``n`` acquire/record pairs without the GIL on the real clock. In each ``period``
         calls the first ``fail_burst`` fail and the next ``slow_burst`` succeed slowly. Returns
         this thread's own counts, to add up against ``stats()``."""
+        self._ready()
         if period == 0:
             raise ValueError("period must be >= 1, got 0")
         cdef uint64_t permitted = 0, rejected = 0, ok = 0, failed = 0, transitions = 0, due = 0
@@ -369,6 +415,7 @@ cdef class BreakerCore:
                 uint64_t gap_ns):
         """Guard one call per latency without the GIL on a synthetic clock: each call starts
         ``gap_ns`` after the previous one ended. Returns ``(permitted, rejected, end_ns)``."""
+        self._ready()
         if latencies.shape[0] != ok.shape[0]:
             raise ValueError(f"latencies and ok must have the same length, got "
                              f"{latencies.shape[0]} and {ok.shape[0]}")
@@ -398,11 +445,16 @@ cdef class Guarded:
     cdef readonly object fn
     cdef dict __dict__
 
-    def __init__(self, BreakerCore breaker not None, fn):
+    # Set in __cinit__: a Guarded made with __new__ would otherwise call through a None breaker
+    # (a cdef method call on None is a crash, not an AttributeError).
+    def __cinit__(self, BreakerCore breaker not None, fn):
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r}")
         self.breaker = breaker
         self.fn = fn
+
+    def __init__(self, breaker, fn):
+        pass
 
     def __call__(self, *args, **kwargs):
         return self.breaker._guard(self.fn, args, kwargs)

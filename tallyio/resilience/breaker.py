@@ -301,6 +301,7 @@ class CircuitBreaker(BreakerCore):
     def __call__(self, fn):
         """Decorate ``fn`` (a plain or an ``async def`` function) so each call goes through the
         breaker."""
+        self._require_initialised()
         if inspect.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def guarded_async(*args, **kwargs):
@@ -311,6 +312,7 @@ class CircuitBreaker(BreakerCore):
     async def call_async(self, fn, *args, **kwargs):
         """Await ``fn(*args, **kwargs)`` through the breaker; timed from before the call until
         its awaitable completes. Raises CircuitOpenError without calling ``fn`` when refused."""
+        self._require_initialised()
         t0 = self._enter()
         try:
             result = await fn(*args, **kwargs)
@@ -347,12 +349,14 @@ class CircuitBreaker(BreakerCore):
 
     def add_listener(self, fn: Callable[[str, str, str], Any]) -> None:
         """Call ``fn(name, old, new)`` after each state transition."""
+        self._require_initialised()
         if not callable(fn):
             raise TypeError(f"listener must be callable, got {fn!r}")
         self._listeners = self._listeners + (fn,)
 
     def remove_listener(self, fn: Callable[[str, str, str], Any]) -> None:
         """Stop calling ``fn``; ValueError if it was not added."""
+        self._require_initialised()
         listeners = list(self._listeners)
         listeners.remove(fn)
         self._listeners = tuple(listeners)
@@ -360,6 +364,7 @@ class CircuitBreaker(BreakerCore):
     def poll(self) -> None:
         """Dispatch pending transitions to listeners and run the threshold policy if a window
         is complete. For owners of compiled callers (their acquire/record results say when)."""
+        self._require_initialised()
         self._dispatch()
         if self._update_due():
             self._on_update_due()
@@ -463,5 +468,7 @@ class CircuitBreaker(BreakerCore):
         }
 
     def __repr__(self):
+        if not self._initialised:
+            return f"<{type(self).__name__} (not initialised)>"
         return (f"CircuitBreaker({self.name!r}, state={self.state!r}, "
                 f"threshold={self.threshold_ns / 1e9:g}s)")

@@ -1034,3 +1034,27 @@ def test_histogram_is_a_latency_histogram(clock):
     b = make(clock)
     current, last = b._windows()
     assert isinstance(current, LatencyHistogram) and isinstance(last, LatencyHistogram)
+
+
+def test_breaker_made_with_new_refuses_every_call():
+    """CircuitBreaker.__new__(CircuitBreaker) then a call used to divide by the empty window
+    (SIGFPE): the core has a safe window from __cinit__, and every entry point raises a clear
+    TallyIOError until the breaker is configured by __init__."""
+    from tallyio._core.breaker import Guarded
+    for cls in (CircuitBreaker, BreakerCore):
+        b = cls.__new__(cls)
+        calls = [lambda: b.call(len, "x"), lambda: b.__enter__(), lambda: b._exit(0),
+                 lambda: b.try_acquire(), lambda: b.record_result(5, True), lambda: b.state,
+                 lambda: b.threshold_ns, lambda: b._counts(0), lambda: b._rotate(0),
+                 lambda: b._stress(10, 2, 1, 0, 0, 0), lambda: b._wrap(len)("x")]
+        if cls is CircuitBreaker:
+            calls += [lambda: b.stats(), lambda: b.reset(), lambda: b.force_open(),
+                      lambda: b.poll(), lambda: b(len)("x"), lambda: b.add_listener(print)]
+        for call in calls:
+            with pytest.raises(TallyIOError, match="is not initialised"):
+                call()
+    assert repr(CircuitBreaker.__new__(CircuitBreaker)) == "<CircuitBreaker (not initialised)>"
+    with pytest.raises(TypeError):
+        Guarded.__new__(Guarded)
+    ok = CircuitBreaker("fresh")  # a configured one is unaffected
+    assert ok.call(len, "abc") == 3 and ok.stats()["successes"] == 1

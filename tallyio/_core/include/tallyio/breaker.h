@@ -129,11 +129,15 @@ static inline tio_breaker *tio_brk_new(void) {
     return b;
 }
 
-/* Allocates the window; -1 when out of memory. Call once, before sharing the breaker. */
+/* Allocates the window (replacing any earlier one); -1 when out of memory, the old window kept.
+ * Call before sharing the breaker. size >= 1 for a count window, bucket_ns >= 1 for a time one
+ * (they are divisors on every record). */
 static inline int tio_brk_set_window(tio_breaker *b, int type, uint64_t size, uint64_t bucket_ns) {
     uint64_t n = type == TIO_BRK_WINDOW_COUNT ? size : 3 * TIO_BRK_BUCKETS;
-    b->slots = (tio_atomic_u64 *)calloc(n, sizeof(tio_atomic_u64));
-    if (!b->slots) return -1;
+    tio_atomic_u64 *slots = (tio_atomic_u64 *)calloc(n, sizeof(tio_atomic_u64));
+    if (!slots) return -1;
+    free((void *)b->slots);
+    b->slots = slots;
     b->window_type = type;
     b->window_size = size;
     b->bucket_ns = bucket_ns;
