@@ -2,20 +2,29 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sys
-import tomllib
 from importlib import metadata
 
 import pluggy
 import pytest
 
 import tallyio.hookspecs
+from blocks import address, block, call, transfer, v2_swap
 from conftest import PLUGIN
+from tallyio.errors import ConfigError
+from tallyio.feeds import FeedError
 from tallyio.record import TX_DTYPE
 from tallyio_mainnet import plugin
 from tallyio_mainnet.decode import decode_block
 from tallyio_mainnet.report import block_rows, format_rows, main
-from tallyio_mainnet.source import NS, MainnetTraceSource, sample_dir
+from tallyio_mainnet.source import NS, MainnetTraceSource, check_block, sample_dir
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 SAMPLE = [12775690, 13323642, 13404932, 15049646]
 # the sample's timestamps: 13323642's file has none
@@ -71,12 +80,108 @@ def test_accepts():
 
 
 def test_bad_arguments_raise(tmp_path):
-    with pytest.raises(ValueError, match="path must be a block JSON file"):
+    with pytest.raises(FeedError, match="path must be a block JSON file"):
         MainnetTraceSource(tmp_path)
-    with pytest.raises(ValueError, match="slot_s must be >= 0, got -1"):
+    with pytest.raises(ConfigError, match="slot_s must be >= 0, got -1"):
         MainnetTraceSource(slot_s=-1)
-    with pytest.raises(ValueError, match="max_gap_s must be >= 0 or None, got nan"):
+    with pytest.raises(ConfigError, match="max_gap_s must be >= 0 or None, got nan"):
         MainnetTraceSource(max_gap_s=float("nan"))
+    with pytest.raises(ConfigError, match="slot_s must be >= 0, got '12'"):
+        MainnetTraceSource(slot_s="12")
+    with pytest.raises(ConfigError, match="on_bad_file must be 'skip' or 'fail', got 'ignore'"):
+        MainnetTraceSource(on_bad_file="ignore")
+
+
+def _sample_with_truncated_block(tmp_path):
+    """The sample blocks with the second one cut short, as a copy interrupted half-way leaves it."""
+    for f in sample_dir().glob("*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    bad = tmp_path / f"{SAMPLE[1]}.json"
+    bad.write_bytes(bad.read_bytes()[:3000])
+    return bad
+
+
+def test_a_truncated_block_file_is_skipped_named_and_counted(tmp_path, caplog):
+    bad = _sample_with_truncated_block(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="tallyio_mainnet.source"):
+        source = MainnetTraceSource(tmp_path)
+    assert dict(source.errors) == {"bad_block_file": 1}
+    assert [f for f, _ in source.bad_files] == [str(bad)]
+    assert source.bad_files[0][1].startswith(f"{bad}: not valid JSON: Unterminated string")
+    [warning] = caplog.records
+    assert str(bad) in warning.getMessage() and "skipped" in warning.getMessage()
+    # the blocks after the bad one are read
+    assert [int(c["block"][0]) for c in source] == [SAMPLE[0], *SAMPLE[2:]]
+
+
+def test_on_bad_file_fail_names_the_file_before_the_run(tmp_path):
+    bad = _sample_with_truncated_block(tmp_path)
+    with pytest.raises(FeedError, match=f"^{bad}: not valid JSON: Unterminated string"):
+        MainnetTraceSource(tmp_path, on_bad_file="fail")
+
+
+def test_no_readable_block_is_an_error(tmp_path):
+    (tmp_path / "7.json").write_text('{"block_number": 7, "traces": [')
+    with pytest.raises(FeedError, match=rf"^{tmp_path}: no readable block file \(1 bad; first: "
+                                        rf"{tmp_path / '7.json'}: not valid JSON"):
+        MainnetTraceSource(tmp_path)
+    # a single block file is the whole feed: its own fault is the error
+    with pytest.raises(FeedError, match=rf"^{tmp_path / '7.json'}: not valid JSON"):
+        MainnetTraceSource(tmp_path / "7.json")
+
+
+PAIR, TOKEN_A, TOKEN_B = address(0xAA), address(0xA), address(0xB)
+EOA, BOT = address(0xE0A), address(0xB07)
+
+
+def _good_block():
+    b = block([call(0, (), EOA, BOT, "0x12345678"),
+               call(0, (0,), EOA, TOKEN_A, transfer(PAIR, 10)),
+               call(0, (1,), EOA, PAIR, v2_swap(0, 9, BOT)),
+               call(0, (1, 0), PAIR, TOKEN_B, transfer(BOT, 9))])
+    b["traces"].append({"action": {"author": EOA, "rewardType": "block", "value": "0x0"},
+                        "trace_address": [], "transaction_position": None, "type": "reward"})
+    return b
+
+
+def _set(path, value):
+    def change(b):
+        *keys, last = path
+        for k in keys:
+            b = b[k]
+        b[last] = value
+    return change
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set(["block_number"], "twelve"), r"block_number must be an integer in \[0, 2\*\*64\), got 'twelve'"),
+    (_set(["block_number"], 2**64), r"block_number must be an integer in \[0, 2\*\*64\)"),
+    (_set(["block_timestamp"], 1.5), r"block_timestamp must be an integer in \[0, 2\*\*64\), got 1.5"),
+    (_set(["traces"], {}), r"traces must be a list, got 'dict'"),
+    (_set(["receipts", 0, "effective_gas_price"], 2**64), r"receipts\[0\].effective_gas_price must be"),
+    (_set(["receipts", 0, "transaction_hash"], ["x"]), r"receipts\[0\].transaction_hash must be a 0x transaction hash"),
+    (_set(["traces", 1], 5), r"traces\[1\] must be an object, got 5"),
+    (_set(["traces", 1, "action", "to"], 5), r"traces\[1\].action.to must be a 0x address \(20 bytes of hex\), got 5"),
+    (_set(["traces", 1, "action", "input"], "0x022c0d9fzz"), r"traces\[1\].action.input must be 0x hex"),
+    (_set(["traces", 1, "trace_address"], [70000]), r"traces\[1\].trace_address must be a list of integers in \[0, 65535\]"),
+    (_set(["traces", 1, "transaction_hash"], "0x12"), r"traces\[1\].transaction_hash must be a 0x transaction hash"),
+    (_set(["traces", 1, "transaction_position"], -1), r"traces\[1\].transaction_position must be an integer in \[0, 2\*\*32\)"),
+    (_set(["traces", 1, "result"], [1]), r"traces\[1\].result must be an object or null, got \[1\]"),
+    (_set(["traces", 0, "action", "from"], "me"), r"traces\[0\].action.from must be a 0x address"),
+    (_set(["traces", 4, "type"], ["reward"]), r"traces\[4\].type must be a string, got \['reward'\]"),
+    (_set(["traces", 4, "action"], None), r"traces\[4\].action must be an object, got None"),
+])
+def test_check_block_names_the_field(tmp_path, change, message):
+    b = _good_block()
+    check_block(b, "x.json")  # the block as built is good
+    assert len(decode_block(b)[0]) == 1
+    change(b)
+    with pytest.raises(FeedError, match=rf"^x.json: {message}"):
+        check_block(b, "x.json")
+    path = tmp_path / "12.json"
+    path.write_text(json.dumps(b))
+    with pytest.raises(FeedError, match=rf"^{path}: {message}"):
+        MainnetTraceSource(path)
 
 
 def test_plugin_registers_the_source_through_pluggy():
