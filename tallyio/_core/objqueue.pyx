@@ -365,6 +365,14 @@ cdef class Batch:
     their ages in ns, and ``how`` it was cut ("full", "timeout" or "flush"). Made by
     ``ObjectQueue.drain`` only."""
 
+    def __cinit__(self):
+        # Empty, not None: a Batch made with __new__ is a valid empty batch, never a crash.
+        self.items = []
+        self.tags = []
+        self.expired_items = []
+        self.expired_tags = []
+        self.expired_ages = []
+
     def __init__(self, *args, **kwargs):
         raise TypeError("Batch is internal; ObjectQueue.drain makes them")
 

@@ -110,6 +110,12 @@ cdef class Block:
     garbage-collected without a release goes back to its pool (counted as ``collected``).
     """
 
+    def __cinit__(self):
+        # A Block made with Block.__new__ (not by allocate) owns no memory: it reads as released,
+        # so its buffer raises instead of exposing NULL, and nothing is given back when it dies.
+        self._released = True
+        self.cls = -1
+
     def __init__(self, *args, **kwargs):
         raise TypeError("Block is created by MemoryPool.allocate, not directly")
 
@@ -308,6 +314,7 @@ cdef class MemoryPool:
                 b.cls = k
                 b.slot = idx
                 b.gen = gen
+                b._released = False
                 return b
             if not self.p.fallback:
                 raise PoolExhaustedError(
@@ -324,6 +331,7 @@ cdef class MemoryPool:
         b.ptr = <char *>ptr
         b._size = n
         b.cls = -1
+        b._released = False
         return b
 
     def release(self, block):
