@@ -36,7 +36,7 @@ def _cmd_bench(args) -> int:
             continue
         if area == "kpi":
             from tallyio.bench.kpi import kpi_results, kpi_table
-            results = kpi_results(quick=args.quick)
+            results = kpi_results(quick=args.quick, repeats=args.repeats)
             print(kpi_table(results))
             if args.json:
                 with open(args.json, "w") as f:
@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "'kpi' runs the plan's KPI suite against a plain-Python engine)")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
     b.add_argument("--ab", metavar="SWITCH", help="A/B one optimization switch, on vs off")
-    b.add_argument("--repeats", type=int, default=3, help="trials per arm for --ab (default 3)")
+    b.add_argument("--repeats", type=int, default=3,
+                   help="trials per arm for --ab, runs per engine for kpi (default 3)")
     b.add_argument("--json", metavar="PATH", help="write the kpi results as JSON (for plots)")
     b.set_defaults(func=_cmd_bench)
     return p
