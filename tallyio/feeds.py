@@ -23,17 +23,24 @@ Feed files
 Every file is validated before the engine starts, and a malformed one is rejected with a
 ``FeedError`` naming the file, the row and the field: offsets must be non-negative and
 non-decreasing, protocols known, a swap's tokens different, 64-bit keys consistent with addresses
-(keys left at zero are derived from the addresses).
+(keys left at zero are derived from the addresses). A file that cannot be read at all (truncated,
+not the format its suffix says, an array header claiming more bytes than the file holds, pickled
+objects) is a ``FeedError`` naming the file (and the ``.npz`` member), raised before anything of
+the claimed size is allocated; so is a feed of no rows (a CSV of only a header, say).
 """
 from __future__ import annotations
 
 import csv
+import math
 import os
+import zipfile
+import zlib
 from typing import Iterable, Iterator
 
 import numpy as np
+from numpy.lib import format as npy_format
 
-from tallyio.errors import TallyIOError
+from tallyio.errors import ConfigError, TallyIOError
 from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNKNOWN, TX_DTYPE, int_to_u256)
 
 ADDRESS_FIELDS = ("sender", "recipient", "pool", "token_in", "token_out")
@@ -138,6 +145,9 @@ def _rows_to_records(rows: list[dict], where: str) -> np.ndarray:
     out["id"] = np.arange(n)
     for i, row in enumerate(rows):
         for field, text in row.items():
+            if field is None:  # csv.DictReader's key for the values past the header's columns
+                raise FeedError(f"{where}: row {i}: {len(text)} more value(s) than the header "
+                                f"has columns")
             if field not in TX_DTYPE.names:
                 raise FeedError(f"{where}: unknown column {field!r} (fields: {', '.join(TX_DTYPE.names)})")
             if text is None or text == "":
@@ -154,7 +164,16 @@ def _rows_to_records(rows: list[dict], where: str) -> np.ndarray:
                 out[field][i] = int_to_u256(v)
             elif field == "trace_address":
                 parts = [p for p in text.replace(",", " ").split() if p]
-                out[field][i, :len(parts)] = [_parse_int(p, where, i, field) for p in parts]
+                depth = TX_DTYPE.fields[field][0].shape[0]
+                if len(parts) > depth:
+                    raise FeedError(f"{where}: row {i} field {field}: at most {depth} levels, "
+                                    f"got {len(parts)}")
+                levels = [_parse_int(p, where, i, field) for p in parts]
+                bad = [v for v in levels if not 0 <= v <= 0xFFFF]
+                if bad:
+                    raise FeedError(f"{where}: row {i} field {field}: level {bad[0]} is outside "
+                                    f"[0, 65535]")
+                out[field][i, :len(parts)] = levels
             else:
                 v = _parse_int(text, where, i, field)
                 info = np.iinfo(TX_DTYPE.fields[field][0])
@@ -165,6 +184,77 @@ def _rows_to_records(rows: list[dict], where: str) -> np.ndarray:
     return out
 
 
+# what reading a damaged zip member can raise (a bad CRC or deflate stream, an encrypted or
+# unsupported compression method, a short read)
+_ZIP_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
+
+
+def _read_npy(fp, size: int, where: str) -> np.ndarray:
+    """One array in ``.npy`` format from the binary file ``fp``, which holds ``size`` bytes.
+
+    The header's shape and dtype are checked against ``size`` before the array is allocated, so a
+    damaged or hostile header cannot ask for terabytes; object (pickled) arrays are refused.
+    """
+    try:
+        version = npy_format.read_magic(fp)
+    except ValueError:
+        raise FeedError(f"{where}: not a .npy array (no NumPy magic string)") from None
+    if version not in ((1, 0), (2, 0)):
+        raise FeedError(f"{where}: .npy format version {version} is not supported (1.0, 2.0)")
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
+        else:
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
+    except ValueError as e:  # numpy's message for a header it cannot parse
+        raise FeedError(f"{where}: bad .npy header: {_describe(e)}") from None
+    if any(d < 0 for d in shape):
+        raise FeedError(f"{where}: bad .npy header: negative dimension in shape {shape}")
+    if dtype.hasobject:
+        raise FeedError(f"{where}: holds Python objects (dtype {dtype}), which a feed may not")
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    left = size - fp.tell()
+    if max(nbytes, count) > left:  # zero-size items count one byte: no endless empty arrays
+        raise FeedError(f"{where}: truncated: its header says {shape} of {dtype} ({nbytes} bytes) "
+                        f"but {left} bytes follow")
+    buf = bytearray(nbytes)
+    got = fp.readinto(buf) if nbytes else 0
+    if got != nbytes:
+        raise FeedError(f"{where}: truncated: {got} of {nbytes} bytes of array data")
+    return np.ndarray(shape, dtype=dtype, buffer=buf, order="F" if fortran else "C")
+
+
+def _read_npz(path: str, where: str) -> dict[str, np.ndarray]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise FeedError(f"{where}: not a .npz file (not a zip archive)") from None
+    arrays: dict[str, np.ndarray] = {}
+    with zf:
+        for info in zf.infolist():
+            name = info.filename
+            member = f"{where}: member {name!r}"
+            if not name.endswith(".npy"):
+                raise FeedError(f"{member} is not a .npy array")
+            key = name[:-len(".npy")]
+            if key in arrays:
+                raise FeedError(f"{member} appears twice")
+            try:
+                with zf.open(info) as fp:
+                    arrays[key] = _read_npy(fp, info.file_size, member)
+            except _ZIP_ERRORS as e:  # a damaged archive: bad CRC, bad deflate stream, encrypted...
+                raise FeedError(f"{member}: unreadable: {_describe(e)}") from None
+    return arrays
+
+
+def _describe(e: BaseException) -> str:
+    """``e`` as one line: its type and its message."""
+    text = " ".join(str(e).split())
+    name = "csv.Error" if isinstance(e, csv.Error) else type(e).__name__
+    return f"{name}: {text}" if text else name
+
+
 def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """Load and validate a feed file; returns ``(records, metadata)``."""
     path = os.fspath(path)
@@ -172,10 +262,21 @@ def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     suffix = os.path.splitext(path)[1].lower()
     if not os.path.exists(path):
         raise FeedError(f"{where}: feed file not found")
+    if not os.path.isfile(path):
+        raise FeedError(f"{where}: not a file")
+    try:
+        records, meta = _read_records(path, suffix, where)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # unreadable, not UTF-8, a bad CSV line
+        raise FeedError(f"{where}: unreadable {suffix} file: {_describe(e)}") from None
+    if len(records) == 0:
+        raise FeedError(f"{where}: an empty feed (no rows)")
+    return validate(records, where), meta
+
+
+def _read_records(path: str, suffix: str, where: str) -> tuple[np.ndarray, dict]:
     meta: dict = {}
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = _read_npz(path, where)
         if "records" in arrays:
             records = arrays.pop("records")
             if records.dtype != TX_DTYPE:
@@ -185,15 +286,18 @@ def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
             cols = {k: arrays.pop(k) for k in list(arrays) if k in TX_DTYPE.names}
             if not cols:
                 raise FeedError(f"{where}: no 'records' array and no TX_DTYPE field columns")
-            n = len(next(iter(cols.values())))
-            records = _from_columns(cols, n, where)
+            name, first = next(iter(cols.items()))
+            if first.ndim == 0:
+                raise FeedError(f"{where}: field {name} must be a column of rows, got a scalar")
+            records = _from_columns(cols, len(first), where)
         meta = arrays
     elif suffix == ".npy":
-        records = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            records = _read_npy(f, os.fstat(f.fileno()).st_size, where)
         if records.dtype != TX_DTYPE:
             raise FeedError(f"{where}: array must have dtype TX_DTYPE, got {records.dtype}")
     elif suffix == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             records = _rows_to_records(list(csv.DictReader(f)), where)
     elif suffix == ".parquet":
         try:
@@ -203,7 +307,7 @@ def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         records = _rows_to_records(pq.read_table(path).to_pylist(), where)
     else:
         raise FeedError(f"{where}: unknown feed format {suffix!r} (known: {', '.join(FEED_SUFFIXES)})")
-    return validate(records, where), meta
+    return records, meta
 
 
 def write_feed(path: str | os.PathLike, records: np.ndarray, **metadata: np.ndarray) -> None:
@@ -213,17 +317,25 @@ def write_feed(path: str | os.PathLike, records: np.ndarray, **metadata: np.ndar
     np.savez_compressed(path, **cols, **metadata)
 
 
+def _int_option(name: str, value, low: int, high: int) -> int:
+    """``value`` as a source option that must be an int in [low, high]; ConfigError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an int in [{low}, {high}], got {value!r}")
+    return int(value)
+
+
+MAX_SYNTHETIC_ROWS = 1 << 24  # 5.25 GiB of records: the ring's bound too
+
+
 class FileSource:
     """Replays a recorded feed file, in chunks of ``chunk`` rows."""
 
     replay = True  # see Engine: an as-fast-as-possible replay does not age rows out
 
     def __init__(self, path, chunk: int = 4096):
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk = _int_option("chunk", chunk, 1, 1 << 24)
         self.path = os.fspath(path)
         self.records, self.metadata = read_feed(self.path)
-        self.chunk = chunk
 
     @staticmethod
     def accepts(path) -> bool:
@@ -242,11 +354,9 @@ class IterableSource:
 
     def __init__(self, iterable: Iterable, chunk: int = 1024, metadata: dict | None = None,
                  replay: bool = False):
-        if chunk < 1:
-            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk = _int_option("chunk", chunk, 1, 1 << 24)
         self.replay = replay
         self.iterable = iterable
-        self.chunk = chunk
         self.metadata = metadata or {}
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -274,7 +384,8 @@ class SyntheticSource:
     """A seeded synthetic market and pending-swap stream with planted opportunities.
 
     ``rate`` (tx/s) sets the arrival schedule; ``metadata`` carries the market's pool table for the
-    strategies and ``planted`` the ground truth.
+    strategies and ``planted`` the ground truth. ``n`` is at most ``MAX_SYNTHETIC_ROWS`` (2**24);
+    a bad option is a ``ConfigError`` naming it.
     """
 
     replay = True
@@ -283,14 +394,17 @@ class SyntheticSource:
                  plant_arbitrage: int = 10, plant_sandwich: int = 10, chunk: int = 4096,
                  **market_options):
         from tallyio import synthetic
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 tx/s, got {rate}")
-        market = synthetic.Market(seed=seed, **market_options)
-        self.records, self.planted = synthetic.generate_feed(
-            seed, n, market, plant_arbitrage=plant_arbitrage, plant_sandwich=plant_sandwich,
-            rate=rate)
+        n = _int_option("n", n, 1, MAX_SYNTHETIC_ROWS)
+        chunk = _int_option("chunk", chunk, 1, 1 << 24)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1e9:
+            raise ConfigError(f"rate must be in (0, 1e9] tx/s, got {rate!r}")
+        try:
+            market = synthetic.Market(seed=seed, **market_options)
+            self.records, self.planted = synthetic.generate_feed(
+                seed, n, market, plant_arbitrage=plant_arbitrage, plant_sandwich=plant_sandwich,
+                rate=rate)
+        except (TypeError, ValueError) as e:  # the generator's own checks of its options
+            raise ConfigError(f"synthetic source: {e}") from None
         validate(self.records, "<synthetic>")
         self.metadata = market.to_arrays()
         self.chunk = chunk

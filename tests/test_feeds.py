@@ -1,9 +1,13 @@
 """Feed files: formats, validation with row and field, sources."""
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
-from tallyio.feeds import (FeedError, FileSource, IterableSource, address_keys, read_feed,
-                           validate, write_feed)
+from tallyio.errors import ConfigError
+from tallyio.feeds import (FeedError, FileSource, IterableSource, SyntheticSource, address_keys,
+                           read_feed, validate, write_feed)
 from tallyio.record import (PROTOCOL_UNISWAP_V2, TX_DTYPE, address_bytes, address_key,
                             int_to_u256, u256_to_int)
 
@@ -124,5 +128,149 @@ def test_iterable_source_checks_dtype():
     assert sum(len(c) for c in src) == 5
     with pytest.raises(FeedError, match="item 0 must be TX_DTYPE rows"):
         list(IterableSource([np.arange(3)]))
-    with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"chunk must be an int in \[1, 16777216\], got 0"):
         IterableSource([], chunk=0)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"chunk": "big"}, r"chunk must be an int in \[1, 16777216\], got 'big'"),
+    ({"n": 2**40}, r"n must be an int in \[1, 16777216\], got 1099511627776"),
+    ({"rate": float("nan")}, r"rate must be in \(0, 1e9\] tx/s, got nan"),
+    ({"rate": float("inf")}, r"rate must be in \(0, 1e9\] tx/s, got inf"),
+    ({"n": 5, "plant_arbitrage": 2, "plant_sandwich": 1}, r"synthetic source: n must be at least"),
+    ({"n_tokens": "six"}, r"synthetic source: n_tokens must be an int >= 2, got 'six'"),
+])
+def test_synthetic_source_options_are_config_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        SyntheticSource(**options)
+    with pytest.raises(ConfigError, match=r"chunk must be an int in \[1, 16777216\], got 0"):
+        FileSource("any.npz", chunk=0)  # checked before the file is read
+
+
+def _npy_bytes(a) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_truncated_npz_names_the_file(tmp_path):
+    whole = tmp_path / "whole.npz"
+    write_feed(whole, good(50))
+    data = whole.read_bytes()
+    for cut in (100, len(data) // 2, len(data) - 30):
+        p = tmp_path / "cut.npz"
+        p.write_bytes(data[:cut])
+        with pytest.raises(FeedError, match=rf"^{p}: not a .npz file \(not a zip archive\)"):
+            read_feed(p)
+
+
+def test_random_bytes_name_the_file(tmp_path):
+    noise = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    for name, message in [("r.npz", r"not a .npz file"), ("r.npy", r"not a .npy array"),
+                          ("r.csv", r"unreadable .csv file: UnicodeDecodeError")]:
+        p = tmp_path / name
+        p.write_bytes(noise)
+        with pytest.raises(FeedError, match=rf"^{p}: {message}"):
+            read_feed(p)
+
+
+def test_damaged_npz_member_names_the_file_and_member(tmp_path):
+    p = tmp_path / "f.npz"
+    write_feed(p, good(50))
+    data = bytearray(p.read_bytes())
+    start = data.index(b"amount_in.npy") + len("amount_in.npy")  # inside the compressed stream
+    data[start + 20:start + 40] = bytes(20)
+    p.write_bytes(bytes(data))
+    with pytest.raises(FeedError, match=rf"^{p}: member 'amount_in.npy'"):
+        read_feed(p)
+
+
+def test_npy_header_claiming_more_than_the_file_holds(tmp_path):
+    p = tmp_path / "big.npy"
+    header = _npy_bytes(good(2))
+    # the same header text with a shape of 2**40 rows: refused before anything is allocated
+    p.write_bytes(header.replace(b"(2,)", b"(1099511627776,)", 1))
+    with pytest.raises(FeedError, match=rf"^{p}: truncated: its header says \(1099511627776,\)"):
+        read_feed(p)
+    p.write_bytes(_npy_bytes(good(4))[:-100])
+    with pytest.raises(FeedError, match=rf"^{p}: truncated"):
+        read_feed(p)
+    p.write_bytes(header.replace(b"(2,)", b"(-2,)", 1))
+    with pytest.raises(FeedError, match=rf"^{p}: bad .npy header: negative dimension"):
+        read_feed(p)
+
+
+def test_pickled_objects_and_wrong_containers(tmp_path):
+    p = tmp_path / "o.npy"
+    np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(FeedError, match=rf"^{p}: holds Python objects"):
+        read_feed(p)
+    z = tmp_path / "z.npy"
+    np.savez(tmp_path / "z.npz", records=good())
+    z.write_bytes((tmp_path / "z.npz").read_bytes())  # a zip archive named .npy
+    with pytest.raises(FeedError, match=rf"^{z}: not a .npy array"):
+        read_feed(z)
+    n = tmp_path / "n.npz"
+    n.write_bytes(_npy_bytes(good()))  # an .npy named .npz
+    with pytest.raises(FeedError, match=rf"^{n}: not a .npz file"):
+        read_feed(n)
+    with zipfile.ZipFile(n, "w") as zf:
+        zf.writestr("records.npy", _npy_bytes(good()))
+        zf.writestr("notes.txt", "hello")
+    with pytest.raises(FeedError, match=rf"^{n}: member 'notes.txt' is not a .npy array"):
+        read_feed(n)
+    np.savez(n, gas_price=np.array(5))
+    with pytest.raises(FeedError, match=rf"^{n}: field gas_price must be a column of rows, got a scalar"):
+        read_feed(n)
+    d = tmp_path / "dir.npz"
+    d.mkdir()
+    with pytest.raises(FeedError, match=rf"^{d}: not a file"):
+        read_feed(d)
+
+
+@pytest.mark.parametrize("text", [
+    "arrival_ns,protocol,token_in,token_out,amount_in\n",   # a header and no rows
+    "",                                                     # nothing at all
+])
+def test_csv_of_only_a_header_is_an_empty_feed(tmp_path, text):
+    p = tmp_path / "h.csv"
+    p.write_text(text)
+    with pytest.raises(FeedError, match=rf"^{p}: an empty feed \(no rows\)"):
+        read_feed(p)
+
+
+def test_empty_npz_and_npy_are_empty_feeds(tmp_path):
+    np.save(tmp_path / "e.npy", good(0))
+    np.savez(tmp_path / "e.npz", records=good(0))
+    for name in ("e.npy", "e.npz"):
+        with pytest.raises(FeedError, match=r"an empty feed \(no rows\)"):
+            read_feed(tmp_path / name)
+
+
+@pytest.mark.parametrize("line, message", [
+    (f"10,1,{A},{B},5,7", r"row 1: 1 more value\(s\) than the header has columns"),
+])
+def test_csv_more_values_than_columns(tmp_path, line, message):
+    p = tmp_path / "bad.csv"
+    p.write_text(f"arrival_ns,protocol,token_in,token_out,amount_in\n0,1,{A},{B},1\n{line}\n")
+    with pytest.raises(FeedError, match=message):
+        read_feed(p)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1 2 3 4 5 6 7 8 9", r"row 0 field trace_address: at most 8 levels, got 9"),
+    ("1 70000", r"row 0 field trace_address: level 70000 is outside \[0, 65535\]"),
+    ("1 -1", r"row 0 field trace_address: level -1 is outside"),
+])
+def test_csv_trace_address_bounds(tmp_path, value, message):
+    p = tmp_path / "t.csv"
+    p.write_text(f"arrival_ns,trace_address\n0,{value}\n")
+    with pytest.raises(FeedError, match=message):
+        read_feed(p)
+
+
+def test_csv_field_over_the_csv_module_limit(tmp_path):
+    p = tmp_path / "long.csv"
+    p.write_text("arrival_ns,amount_in\n0," + "1" * 200_000 + "\n")
+    with pytest.raises(FeedError, match=rf"^{p}: unreadable .csv file: csv.Error: field larger than field limit"):
+        read_feed(p)
