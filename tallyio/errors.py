@@ -68,3 +68,8 @@ class PoolClosedError(TallyIOError):
 
 class BlockReleasedError(TallyIOError, ValueError):
     """A second release of a Block, or use of a released Block's buffer."""
+
+
+class AmmOverflowError(TallyIOError, OverflowError):
+    """An exact AMM result (``tallyio.amm``) that needs more than 256 bits; the message names the
+    function and its arguments. The pure-Python reference would return the unbounded int."""
