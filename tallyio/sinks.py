@@ -1,10 +1,17 @@
-"""Built-in opportunity sinks: keep in memory, append JSON lines, or log."""
+"""Built-in opportunity sinks: keep in memory, append JSON lines, or log.
+
+A bad option (a ``jsonl`` sink without a ``path``, a path that cannot be opened for appending, a
+``limit`` that is not a non-negative int) is a ``ConfigError`` naming the option and the value,
+raised when the engine builds its sinks, before any row is read.
+"""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import threading
+
+from tallyio.errors import ConfigError
 
 log = logging.getLogger("tallyio.opportunities")
 
@@ -13,8 +20,8 @@ class MemorySink:
     """Keeps every opportunity in ``items`` (the engine's report reads them from here)."""
 
     def __init__(self, limit: int = 1_000_000):
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(f"memory sink: limit must be an int >= 0, got {limit!r}")
         self.items: list = []
         self.limit = limit
         self.dropped = 0  # counted, never silent: the report shows how many did not fit
@@ -29,13 +36,18 @@ class MemorySink:
 
 
 class JsonlSink:
-    """Appends one JSON object per opportunity to ``path``."""
+    """Appends one JSON object per opportunity to ``path`` (opened when the sink is built)."""
 
-    def __init__(self, path: str):
-        if not path:
-            raise ValueError("path must name a file, got ''")
+    def __init__(self, path: str | os.PathLike | None = None):
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ConfigError(f"jsonl sink: path must name a file (in the config: [sinks] "
+                              f"options = {{ jsonl = {{ path = \"out.jsonl\" }} }}), got {path!r}")
         self.path = os.fspath(path)
-        self._f = open(self.path, "a", encoding="utf-8")
+        try:
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"jsonl sink: path {self.path!r} cannot be opened for appending: "
+                              f"{e.strerror or e}") from None
         self._lock = threading.Lock()
 
     def emit(self, opportunities) -> None:
