@@ -20,10 +20,14 @@ Open loop, one schedule. Row ``k`` of a run is due at ``t0 + k * 1e9 / rate`` (w
 producers, producer ``p`` of ``P`` offers rows ``p, p + P, ...`` of that one schedule) and is
 stamped with that *scheduled* time; latency runs from the stamp to the decision, so a stall
 anywhere, the generator included, shows up as latency (no coordinated omission). TallyIO's engine
-is fed by the engine's own pacer (``tallyio._core.ingest.Pacer``: waits GIL-free, wakes at most
-every ``TICK_NS``, pushes what came due straight into the engine's ring). The plain peers get the
-same schedule, tick and sleep policy from a Python loop (``paced_loop``): what a user's feed
-handler would be.
+is fed by its own pacers (``Engine.pacer``, a ``tallyio._core.ingest.Pacer``: waits GIL-free,
+wakes at most every ``TICK_NS``, pushes what came due straight into the engine's ring). The plain
+peers get the same schedule, tick and sleep policy from a Python loop (``paced_loop``): what a
+user's feed handler would be.
+
+The engine runs with its defaults (live mode for the open-loop runs: breakers and ``max_age``
+expiry active; replay mode for the closed-loop saturation run), plus the feed's pools table as its
+``[engine] pools``.
 """
 from __future__ import annotations
 
@@ -542,30 +546,26 @@ class _as_ingest_thread:
 
 def _pace_into_engine(eng, shares: list, rate: float, t0: int) -> int:
     """Pace each share (contiguous rows; share ``p`` of ``P`` holds schedule slots ``p, p+P, ...``)
-    into the engine's ring with the engine's own pacer, one producer thread per share (the calling
-    thread when one). Returns the rows offered; every one is counted as accepted by the engine."""
-    from tallyio._core.ingest import Pacer
-    chunk = eng.config["engine"]["ingest_chunk"]
-    pacers = [Pacer(eng.ring, rate=rate, t0_ns=t0, offset=k, stride=len(shares), chunk_max=chunk,
-                    tick_ns=TICK_NS) for k in range(len(shares))]
-    # Until the engine takes paced rows itself, tell it what the pacers pushed so that its
-    # wait()/report count them, and where the run began (its throughput span).
-    if not eng._first_ns:
-        eng._first_ns = t0
+    into the engine's ring through the engine's own pacers (``Engine.pacer``), one producer thread
+    per share (the calling thread when one). Returns the rows offered."""
+    pacers = [eng.pacer(rate=rate, t0_ns=t0, offset=k, stride=len(shares), tick_ns=TICK_NS)
+              for k in range(len(shares))]
     if len(shares) == 1:
         with _as_ingest_thread(eng):  # the generator plays the feed handler: the ingest CPU
-            pacers[0].run(shares[0])
+            done = [pacers[0].run(shares[0])]
     else:
-        ts = [threading.Thread(target=p.run, args=(s,), name=f"kpi-producer-{k}")
-              for k, (p, s) in enumerate(zip(pacers, shares))]
+        done = [0] * len(shares)
+
+        def produce(k):
+            done[k] = pacers[k].run(shares[k])
+
+        ts = [threading.Thread(target=produce, args=(k,), name=f"kpi-producer-{k}")
+              for k in range(len(shares))]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-    pushed = sum(p.pushed for p in pacers)
-    with eng._lock:
-        eng.pushed += pushed
-    return pushed
+    return sum(done)
 
 
 def _engine_summary(report, offered: int) -> dict:
@@ -578,7 +578,8 @@ def _engine_summary(report, offered: int) -> dict:
                 undecided=settle(offered, decided, undecided),
                 throughput_tps=decided / span if span else 0.0, duration_s=span,
                 mean_batch=report.mean_batch, stages=report.stages, processors=procs,
-                opportunities=len(report.opportunities), rss_bytes=_rss(),
+                opportunities=getattr(report, "opportunities_total", len(report.opportunities)),
+                mode=getattr(report, "mode", None), rss_bytes=_rss(),
                 peak_rss_bytes=report.peak_rss_bytes)
 
 
