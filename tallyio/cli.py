@@ -5,15 +5,65 @@ import argparse
 import importlib
 import json
 import logging
+import math
+import os
 import signal
 import sys
 import threading
+
+
+class UsageError(Exception):
+    """A command-line flag with a bad value: one line on stderr, exit status 2."""
+
+
+def _check_range(flag: str, value, low: float, high: float, wants: str, *,
+                 low_open: bool = False) -> None:
+    """``value`` (a flag's parsed number, or None when not given) must be finite and in range."""
+    if value is None:
+        return
+    ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        raise UsageError(f"{flag} must be {wants}, got {value!r}")
+
+
+def _check_writable(flag: str, path: str | None) -> None:
+    """Fail now, before any work, when ``path`` cannot be written (a missing directory, a
+    directory, no permission), rather than after the run. Leaves no file behind."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory, not a file")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write: {e.strerror or e}") from None
+    if not existed:
+        os.unlink(path)
+
+
+def _write_json(flag: str, path: str, write) -> bool:
+    """``write(path)``; False, with one line on stderr, when the file cannot be written."""
+    try:
+        write(path)
+    except OSError as e:
+        print(f"tallyio: {flag} {path}: cannot write: {e.strerror or e}", file=sys.stderr)
+        return False
+    return True
 
 
 def _cmd_bench(args) -> int:
     from tallyio.bench import AREAS
     from tallyio.bench._harness import format_table
 
+    try:
+        if args.repeats < 1:
+            raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+        _check_writable("--json", args.json)
+    except UsageError as e:
+        print(f"tallyio bench: {e}", file=sys.stderr)
+        return 2
     if args.ab:
         from tallyio.bench.ab import format_ab, run
         try:
@@ -39,8 +89,11 @@ def _cmd_bench(args) -> int:
             results = kpi_results(quick=args.quick, repeats=args.repeats)
             print(kpi_table(results))
             if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(results, f, indent=2, default=str)
+                def write(path):
+                    with open(path, "w") as f:
+                        json.dump(results, f, indent=2, default=str)
+                if not _write_json("--json", args.json, write):
+                    return 1
                 print(f"results written to {args.json}")
             continue
         mod = importlib.import_module(f"tallyio.bench.{area}")
@@ -55,21 +108,27 @@ def _cmd_run(args) -> int:
     from tallyio.errors import TallyIOError
 
     try:
+        # every flag is checked before the config is read and anything is built or run
+        _check_range("--rate", args.rate, 0, 1e8, "in [0, 1e8] tx/s (0: the feed's own timing)")
+        _check_range("--speed", args.speed, 0, 1e6,
+                     "in [0, 1e6] (0: as fast as possible, 1: recorded speed)")
+        _check_range("--duration", args.duration, 0, 1e9,
+                     "in (0, 1e9] seconds (leave it out to run the feed to its end)", low_open=True)
+        _check_range("--interval", args.interval, 0, 3600, "in (0, 3600] seconds", low_open=True)
+        if args.show < 0:
+            raise UsageError(f"--show must be >= 0, got {args.show}")
+        _check_writable("--json", args.json)
         cfg = load_config(args.config)
         if args.rate is not None:
-            if args.rate < 0:
-                raise TallyIOError(f"--rate must be >= 0 tx/s, got {args.rate}")
             cfg["source"]["rate"] = float(args.rate)
         if args.speed is not None:
-            if args.speed < 0:
-                raise TallyIOError(f"--speed must be >= 0, got {args.speed}")
             cfg["source"]["speed"] = float(args.speed)
         # the allocator switch: re-execute this command under jemalloc (first thing, before any
         # thread starts); "auto" carries on with glibc malloc when jemalloc is not installed
         from tallyio.system import ensure_jemalloc
         ensure_jemalloc(cfg.switch("allocator"))
         engine = Engine(cfg)
-    except TallyIOError as e:
+    except (UsageError, TallyIOError) as e:
         print(f"tallyio run: {e}", file=sys.stderr)
         return 2
 
@@ -107,20 +166,26 @@ def _cmd_run(args) -> int:
             signal.signal(s, h)
     print(report.format(max_opportunities=args.show))
     if args.json:
-        report.to_json(args.json)
+        if not _write_json("--json", args.json, report.to_json):
+            return 1
         print(f"report written to {args.json}")
     return 0
 
 
 def _cmd_plugins(args) -> int:
-    from tallyio.plugins import collect, describe, get_plugin_manager
     from tallyio.config import load_config
+    from tallyio.errors import TallyIOError
+    from tallyio.plugins import collect, describe, get_plugin_manager
 
-    cfg = load_config(args.config)
-    pm = get_plugin_manager(cfg["plugins"]["modules"],
-                            entry_points_enabled=cfg["plugins"]["entry_points"])
-    plugins = describe(pm)
-    reg = collect(pm)
+    try:
+        cfg = load_config(args.config)
+        pm = get_plugin_manager(cfg["plugins"]["modules"],
+                                entry_points_enabled=cfg["plugins"]["entry_points"])
+        plugins = describe(pm)
+        reg = collect(pm)
+    except TallyIOError as e:
+        print(f"tallyio plugins: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"plugins": plugins,
                           "registered": {k: {n: reg.origin[(k, n)] for n in getattr(reg, k)}
