@@ -1,6 +1,5 @@
-"""Cross-pool AMM arbitrage for TallyIO: pending swaps (``processor``), mined ones (``cycles``)."""
-from tallyio_arbitrage.amm import CrossPool, PoolBook, PriceTable, best_cross_pool, get_amount_out
+"""Cross-pool AMM arbitrage for TallyIO: pending swaps (``processor``: the compiled screen over the
+engine's pool book, ``tallyio.amm``), mined ones (``cycles``)."""
 from tallyio_arbitrage.processor import ArbitrageProcessor
 
-__all__ = ["ArbitrageProcessor", "CrossPool", "PoolBook", "PriceTable", "best_cross_pool",
-           "get_amount_out"]
+__all__ = ["ArbitrageProcessor"]

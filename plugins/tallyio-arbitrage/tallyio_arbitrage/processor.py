@@ -1,53 +1,49 @@
-"""Cross-pool AMM arbitrage over pending swaps; mined swaps go to the cyclic-arbitrage inspector."""
+"""Cross-pool AMM arbitrage over pending swaps (the compiled screen over the engine's pool book);
+mined swaps go to the cyclic-arbitrage inspector."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
+from tallyio.amm import ArbitrageScreen
+from tallyio.book import BookStrategy, int_option
 from tallyio.grouping import CompleteGroups
 from tallyio.opportunity import Opportunity
-from tallyio.record import address_hex, take_rows
-
-from tallyio_arbitrage.amm import FEE_DEN, FEE_NUM, best_cross_pool
-from tallyio_arbitrage.strategy import PoolStrategy, int_option
-
-# A zero-gas arbitrage between two pools opens once their prices differ by the round-trip fee,
-# ratio outside [g^2, 1/g^2]. The float pre-filter widens that band by 1e-9 (floats of the
-# reserves are within 2**-52 of them), so it never drops a pair the exact test would keep.
-_G2 = (FEE_NUM / FEE_DEN) ** 2
-_LO = _G2 * (1 + 1e-9)
-_HI = (1 / _G2) * (1 - 1e-9)
+from tallyio.record import address_hex, take_rows, u256_column_to_ints
 
 MAX_SWAPS_PER_TX = 64
 
+_AMOUNTS = ("amount_in", "amount_mid", "amount_out", "gross_profit", "gas_cost")
 
-class ArbitrageProcessor(PoolStrategy):
+
+class ArbitrageProcessor(BookStrategy):
     """Cross-pool arbitrage detector (a TallyIO Processor named ``"arbitrage"``).
 
-    Keeps the reserves of the pools in ``pools`` (a ``tallyio.synthetic.Market``, a pools-table
-    mapping, or a path to an .npz holding one). For each pending Uniswap V2 swap of a batch, in
-    order: applies it to its pool (exact ``getAmountOut``; a swap whose output falls below its
-    ``amount_out_min`` reverts and changes nothing), then looks for the most profitable
-    arbitrage between that pool and the other pools of its token pair: sell the profit token on
-    the pool where it is dear, sell what it buys on the one where it is cheap. Reports it when the
-    profit net of gas exceeds ``min_profit``.
+    Reads the engine's pool book (``on_book``), else keeps its own from ``pools`` (a
+    ``tallyio.synthetic.Market``, a pools-table mapping, or a path to an .npz holding one) or the
+    feed's table, applied each batch. After each pending Uniswap V2 swap is applied (exact
+    ``getAmountOut``; a swap below its ``amount_out_min`` reverts and changes nothing),
+    ``tallyio.amm.ArbitrageScreen`` looks, in C, for the most profitable arbitrage between that
+    pool and the other pools of its token pair: sell the profit token on the pool where it is
+    dear, sell what it buys on the one where it is cheap. Reported when the profit net of gas
+    exceeds ``min_profit``.
 
     Gas: one back-run transaction of ``gas_units`` at the triggering swap's gas price, in the
-    profit token (WETH when the pair holds it, else priced through ``prices``; see ``PriceTable``).
-    Each discrepancy is reported after the swap that opens it; the state models the pending swaps
-    only, not the arbitrage itself, so a discrepancy no one closes is reported again after the
-    next swap on that pair.
+    profit token (WETH when the pair holds it, else priced through ``prices``; see
+    ``tallyio.pricing.PriceTable``). Each price gap is reported once, after the swap that opens
+    it, and not again until a swap brings the pair back inside the fee band (``repeats`` counts
+    what that holds back).
 
     Rows without ``FLAG_PENDING`` (mined swaps) go, one complete transaction at a time, to
     ``tallyio_arbitrage.cycles.find_cyclic_arbitrages``; they do not change the pending state.
-    Every row lands in exactly one ``stats()`` counter.
+    Every row lands in exactly one of the ``stats()`` counters ``applied`` .. ``mined``.
     """
 
     name = "arbitrage"
     OPTIONS = ("pools", "gas_units", "min_profit", "max_scan", "weth", "prices")
     GROUP = ("block", "tx_index")  # cyclic arbitrages are found one transaction at a time
-    STATS = ("candidates", "oversized_tx")
+    STATS = ("candidates", "repeats", "oversized_tx")
 
     def __init__(self, pools: Any = None, *, gas_units: int = 200_000, min_profit: int = 0,
                  max_scan: int = 1024, weth: Any = None, prices: Any = None):
@@ -55,66 +51,41 @@ class ArbitrageProcessor(PoolStrategy):
         super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
                          prices=prices)
 
-    def _load(self, table):
-        super()._load(table)
-        # per pool: (profit token, whether it is token0), or None when the pair is not priced
-        self._profit = []
-        for i in range(len(self.book)):
-            t = self.prices.profit_token(self.book.token0[i], self.book.token1[i])
-            self._profit.append(None if t is None else (t, t == self.book.token0[i]))
+    def _setup(self, book, prices):
+        self.screen = ArbitrageScreen(book, prices, gas_units=self.gas_units,
+                                      min_profit=self.min_profit, max_scan=self.max_scan)
+        self._seen = self.screen.stats()
 
     # -- pending swaps ----------------------------------------------------------------------------
-    def _pending(self, batch, pending, search: bool = True):
-        st, book = self._stats, self.book
-        found = []
-        apply, siblings, px = book.apply, book.siblings, book.px
-        for i, z, amount_in, min_out, gas, tx_id in self._pending_swaps(batch, pending):
-            if apply(i, z, amount_in, min_out) is None:
-                st["reverted"] += 1
-                continue
-            st["applied"] += 1
-            sib = siblings[i]
-            if not sib or not search:
-                continue
-            pi = px[i]
-            cands = [j for j in sib if not _LO < px[j] / pi < _HI]
-            if cands:
-                opp = self._best(i, cands, gas, tx_id)
-                if opp is not None:
-                    found.append(opp)
-        st["opportunities"] += len(found)
-        return found
-
-    def _best(self, i: int, cands: list[int], gas_price: int, tx_id: int) -> Opportunity | None:
-        st, book = self._stats, self.book
-        st["candidates"] += len(cands)
-        profit = self._profit[i]
-        if profit is None:
-            st["unpriced"] += 1
-            return None
-        token, is0 = profit
-        gas = self.prices.gas_cost(token, self.gas_units * gas_price)
-        threshold = gas + self.min_profit
-        best, where = None, None
-        for j in cands:
-            for a, b in ((i, j), (j, i)):
-                xa, ya = book.reserves(a, is0)
-                xb, yb = book.reserves(b, is0)
-                r = best_cross_pool(xa, ya, xb, yb, threshold, self.max_scan)
-                if r is not None and (best is None or r.gross_profit > best.gross_profit):
-                    best, where = r, (a, b)
-        if best is None:
-            return None
-        a, b = where
-        mid = book.token1[a] if is0 else book.token0[a]
-        return Opportunity(
-            strategy=self.name, kind="arbitrage", profit=best.gross_profit - gas,
-            profit_token=address_hex(token), tx_ids=(tx_id,),
-            pools=(address_hex(book.address[a]), address_hex(book.address[b])),
-            details={"amount_in": best.amount_in, "amount_mid": best.amount_mid,
-                     "amount_out": best.amount_out, "token_mid": address_hex(mid),
-                     "gross_profit": best.gross_profit, "gas_cost": gas, "gas_price": gas_price,
-                     "gas_units": self.gas_units, "net_of_gas": True, "optimal": best.optimal})
+    def _pending(self, batch, search):
+        found = self.screen(batch, search=search)
+        now = self.screen.stats()
+        for key in ("candidates", "unpriced", "repeats"):
+            self._stats[key] += now[key] - self._seen[key]
+        self._seen = now
+        if not len(found):
+            return []
+        book, units = self.book, self.gas_units
+        amounts = {k: u256_column_to_ints(found[k]) for k in _AMOUNTS}
+        rows = found["row"]
+        ids, gas_prices = batch["id"][rows].tolist(), batch["gas_price"][rows].tolist()
+        out = []
+        for n, (a, b, t0, optimal) in enumerate(zip(found["pool_a"].tolist(),
+                                                    found["pool_b"].tolist(),
+                                                    found["profit_token0"].tolist(),
+                                                    found["optimal"].tolist())):
+            token, mid = (book.token0(a), book.token1(a)) if t0 else (book.token1(a), book.token0(a))
+            gross, gas = amounts["gross_profit"][n], amounts["gas_cost"][n]
+            out.append(Opportunity(
+                strategy=self.name, kind="arbitrage", profit=gross - gas,
+                profit_token=address_hex(token), tx_ids=(ids[n],),
+                pools=(address_hex(book.address(a)), address_hex(book.address(b))),
+                details={"amount_in": amounts["amount_in"][n],
+                         "amount_mid": amounts["amount_mid"][n],
+                         "amount_out": amounts["amount_out"][n], "token_mid": address_hex(mid),
+                         "gross_profit": gross, "gas_cost": gas, "gas_price": gas_prices[n],
+                         "gas_units": units, "net_of_gas": True, "optimal": bool(optimal)}))
+        return out
 
     # -- mined swaps ------------------------------------------------------------------------------
     def _inspect(self, ready: np.ndarray) -> list[Opportunity]:

@@ -1,4 +1,6 @@
-"""Exact Uniswap V2 math, the cross-pool optimum against brute force, and the pool book."""
+"""The reference's exact Uniswap V2 math, cross-pool optimum (against brute force) and pool book
+(``arbitrage_reference``: what the compiled book and screen are held to), and the price table the
+strategies use (``tallyio.pricing``)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -6,8 +8,8 @@ from hypothesis import strategies as st
 
 from tallyio import synthetic
 from tallyio.record import int_to_u256
-from tallyio_arbitrage.amm import (PoolBook, PriceTable, best_cross_pool, cross_profit, get_amount_out,
-                                   parse_price)
+from arbitrage_reference import PoolBook, best_cross_pool, cross_profit, get_amount_out
+from tallyio.pricing import PriceTable, parse_price
 
 
 def uniswap_v2_get_amount_out(amount_in, reserve_in, reserve_out):

@@ -1,6 +1,6 @@
-"""Sandwich detection for TallyIO: opportunities in pending swaps (``processor``), completed
-sandwiches in mined blocks (``inspect``)."""
-from tallyio_sandwich.amm import Sandwich, best_sandwich, max_frontrun, sandwich_gross
+"""Sandwich detection for TallyIO: opportunities in pending swaps (``processor``: the compiled
+screen over the engine's pool book, ``tallyio.amm``), completed sandwiches in mined blocks
+(``inspect``)."""
 from tallyio_sandwich.processor import SandwichProcessor
 
-__all__ = ["Sandwich", "SandwichProcessor", "best_sandwich", "max_frontrun", "sandwich_gross"]
+__all__ = ["SandwichProcessor"]

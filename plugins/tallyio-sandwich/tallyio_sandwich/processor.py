@@ -1,31 +1,36 @@
-"""Sandwich opportunities in pending swaps; mined blocks go to the sandwich inspector."""
+"""Sandwich opportunities in pending swaps (the compiled screen over the engine's pool book);
+mined blocks go to the sandwich inspector."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
+from tallyio.amm import SandwichScreen
+from tallyio.book import BookStrategy
 from tallyio.grouping import CompleteGroups
 from tallyio.opportunity import Opportunity
-from tallyio.record import address_hex
-from tallyio_arbitrage.strategy import PoolStrategy
+from tallyio.record import address_hex, u256_column_to_ints
 
-from tallyio_sandwich.amm import best_sandwich
+_AMOUNTS = ("front_in", "front_out", "victim_out", "back_out", "gross_profit", "gas_cost")
+_BOUND = ("slippage", "profit")
 
-class SandwichProcessor(PoolStrategy):
+
+class SandwichProcessor(BookStrategy):
     """Sandwich-opportunity detector (a TallyIO Processor named ``"sandwich"``).
 
-    Keeps the reserves of the pools in ``pools`` (a ``tallyio.synthetic.Market``, a pools-table
-    mapping, or a path to an .npz holding one; else the table the feed ships, see ``on_feed``).
-    For each pending Uniswap V2 swap of a batch, in order, before applying it: finds the largest
+    Reads the engine's pool book (``on_book``), else keeps its own from ``pools`` (a
+    ``tallyio.synthetic.Market``, a pools-table mapping, or a path to an .npz holding one) or the
+    feed's table (``on_feed``), applied each batch. Each pending Uniswap V2 swap is judged as a
+    victim on its pool's reserves before it, by ``tallyio.amm.SandwichScreen`` in C: the largest
     front-run its ``amount_out_min`` survives, the back-run that sells what the front-run bought,
-    and the exact profit (in the token the victim sells) net of gas; reports it above
-    ``min_profit``. Then applies the swap (exact ``getAmountOut``; one that would fall below its
-    ``amount_out_min`` reverts and changes nothing).
+    and the exact profit (in the token the victim sells) net of gas; reported above
+    ``min_profit``. The swap itself is applied by the book (exact ``getAmountOut``; one that would
+    fall below its ``amount_out_min`` reverts and changes nothing).
 
     Gas: two transactions of ``gas_units``; the front-run pays the victim's gas price + 1 wei, the
-    back-run the victim's, converted to the profit token as ``tallyio_arbitrage.amm.PriceTable``
-    does (a victim selling an unpriced token is counted in ``unpriced`` and skipped).
+    back-run the victim's, converted to the profit token as ``tallyio.pricing.PriceTable`` does
+    (a victim selling an unpriced token is counted in ``unpriced`` and skipped).
 
     Rows without ``FLAG_PENDING`` (mined swaps) are held until their block is complete (a row of
     a later block arrives, or ``flush()``), then each block goes to
@@ -41,35 +46,40 @@ class SandwichProcessor(PoolStrategy):
         super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
                          prices=prices)
 
-    def _pending(self, batch, pending, search: bool = True):
-        st, book = self._stats, self.book
-        prices, units, found = self.prices, self.gas_units, []
-        for i, z, v, m, gas, tx_id in self._pending_swaps(batch, pending):
-            token = book.token0[i] if z else book.token1[i]
-            if search and token not in prices.prices:
-                st["unpriced"] += 1
-            elif search:
-                rin, rout = book.reserves(i, z)
-                s = best_sandwich(v, m, rin, rout)
-                if s is not None:
-                    cost = prices.gas_cost(token, units * (2 * gas + 1))
-                    if s.gross_profit - cost > self.min_profit:
-                        found.append(Opportunity(
-                            strategy=self.name, kind="sandwich_opportunity",
-                            profit=s.gross_profit - cost, profit_token=address_hex(token),
-                            tx_ids=(tx_id,), pools=(address_hex(book.address[i]),),
-                            details={"frontrun_in": s.front_in, "frontrun_out": s.front_out,
-                                     "victim_in": v, "victim_out": s.victim_out,
-                                     "victim_min_out": m, "backrun_out": s.back_out,
-                                     "gross_profit": s.gross_profit, "gas_cost": cost,
-                                     "gas_price": gas, "gas_units": units, "bound": s.bound,
-                                     "net_of_gas": True}))
-            if book.apply(i, z, v, m) is None:
-                st["reverted"] += 1
-            else:
-                st["applied"] += 1
-        st["opportunities"] += len(found)
-        return found
+    def _setup(self, book, prices):
+        self.screen = SandwichScreen(book, prices, gas_units=self.gas_units,
+                                     min_profit=self.min_profit)
+        self._seen = self.screen.stats()
+
+    def _pending(self, batch, search):
+        found = self.screen(batch, search=search)
+        now = self.screen.stats()
+        self._stats["unpriced"] += now["unpriced"] - self._seen["unpriced"]
+        self._seen = now
+        if not len(found):
+            return []
+        book, units = self.book, self.gas_units
+        amounts = {k: u256_column_to_ints(found[k]) for k in _AMOUNTS}
+        rows = found["row"]
+        ids, gas_prices = batch["id"][rows].tolist(), batch["gas_price"][rows].tolist()
+        victim_in = u256_column_to_ints(batch["amount_in"][rows])
+        victim_min = u256_column_to_ints(batch["amount_out_min"][rows])
+        out = []
+        for n, (i, z, bound) in enumerate(zip(found["pool"].tolist(), found["zero_for_one"].tolist(),
+                                              found["bound"].tolist())):
+            token = book.token0(i) if z else book.token1(i)
+            gross, cost = amounts["gross_profit"][n], amounts["gas_cost"][n]
+            out.append(Opportunity(
+                strategy=self.name, kind="sandwich_opportunity", profit=gross - cost,
+                profit_token=address_hex(token), tx_ids=(ids[n],),
+                pools=(address_hex(book.address(i)),),
+                details={"frontrun_in": amounts["front_in"][n],
+                         "frontrun_out": amounts["front_out"][n], "victim_in": victim_in[n],
+                         "victim_out": amounts["victim_out"][n], "victim_min_out": victim_min[n],
+                         "backrun_out": amounts["back_out"][n], "gross_profit": gross,
+                         "gas_cost": cost, "gas_price": gas_prices[n], "gas_units": units,
+                         "bound": _BOUND[bound], "net_of_gas": True}))
+        return out
 
     def _inspect(self, ready: np.ndarray) -> list[Opportunity]:
         from tallyio_sandwich.inspect import find_sandwiches  # another author's module

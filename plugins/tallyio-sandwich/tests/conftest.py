@@ -1,7 +1,8 @@
-"""Run the tests without installing the plugins: this one, and tallyio-arbitrage it builds on."""
+"""Run the tests without installing the plugin: put its directory, and the tests' own helper
+modules (the reference processor), first on sys.path."""
 import os
 import sys
 
-_here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(_here), "tallyio-arbitrage"))
-sys.path.insert(0, _here)
+_tests = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _tests)
+sys.path.insert(0, os.path.dirname(_tests))

@@ -1,12 +1,13 @@
-"""Sandwich arithmetic: the front-run room against brute force, the profit, the slope rule."""
+"""The reference's sandwich arithmetic (``sandwich_reference``: what the compiled screen is held
+to): the front-run room against brute force, the profit, the slope rule."""
 from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tallyio import synthetic
-from tallyio_arbitrage.amm import get_amount_out
-from tallyio_sandwich.amm import best_sandwich, max_frontrun, sandwich_gross, victim_survives
+from sandwich_reference import best_sandwich, max_frontrun, sandwich_gross, victim_survives
+from tallyio.amm import get_amount_out
 
 
 def test_sandwich_gross_hand_computed():
