@@ -14,7 +14,7 @@ its profit). Python sees only what they find.
 """
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 cimport numpy as cnp
 
@@ -107,6 +107,17 @@ ctypedef struct tio_sw_found:
     tio_u256 gas_cost
 
 
+# The arbitrage screen's view of one pool during a call: its reserves as of the row being
+# screened (pointers into the outcome or the book) and their doubles, each valid for the call
+# whose epoch it carries, so a call touches only the pools its rows touch, not the whole book.
+ctypedef struct tio_screen_pool:
+    tio_u256 *r0
+    tio_u256 *r1
+    double f0
+    double f1
+    uint64_t stamp   # r0/r1 set this call (else: the book's current reserves)
+    uint64_t fstamp  # f0/f1 computed from r0/r1 this call
+
 cdef tio_book_outcome _o
 cdef tio_arb_found _a
 cdef tio_sw_found _s
@@ -163,6 +174,8 @@ DEFAULT_FEE_DEN = 1000
 POOL_KEYS = ("pool_address", "pool_token0", "pool_token1", "pool_reserve0", "pool_reserve1")
 _TOKEN_KEYS = ("token_address", "token_price_num", "token_price_den")
 cdef double TWO64 = 18446744073709551616.0
+cdef tio_u256 U256_ZERO
+memset(&U256_ZERO, 0, sizeof(tio_u256))
 
 
 cdef object _rows_arg(object rows, str what):
@@ -466,7 +479,13 @@ cdef class PoolBook:
                     else:
                         status = TIO_BOOK_TOKEN_MISMATCH
             if status != TIO_BOOK_TOKEN_MISMATCH:
-                memset(&oc.amount_out, 0, 5 * sizeof(tio_u256))
+                # five assignments, not a memset: glibc/GCC turn a 160-byte memset into
+                # `rep stos`, whose start-up cost was 70% of the loop on mined rows (perf)
+                oc.amount_out = U256_ZERO
+                oc.reserve0_before = U256_ZERO
+                oc.reserve1_before = U256_ZERO
+                oc.reserve0_after = U256_ZERO
+                oc.reserve1_after = U256_ZERO
                 oc.status = status
                 counts[status] += 1
                 continue
@@ -627,9 +646,24 @@ cdef class PoolBook:
 
 
 cdef inline double _f(const tio_u256 *a) noexcept nogil:
-    # within a few ulps: the band pre-filter below leaves a 1e-9 margin for it
+    # within a few ulps: the pre-filters leave a 1e-9 margin for it. Reserves below 2**128 (all
+    # real ones) skip two of the four unsigned conversions.
+    if (a.w[2] | a.w[3]) == 0:
+        return <double>a.w[1] * TWO64 + <double>a.w[0]
     return ((<double>a.w[3] * TWO64 + <double>a.w[2]) * TWO64 + <double>a.w[1]) * TWO64 \
         + <double>a.w[0]
+
+
+cdef inline tio_screen_pool *_pool_at(tio_screen_pool *pools, Py_ssize_t j, tio_u256 *r0,
+                                      tio_u256 *r1, uint64_t epoch) noexcept nogil:
+    """Pool j's screen state for this call: its reserves as set this call, else the book's
+    current ones (r0[j], r1[j]); its doubles computed once per change."""
+    cdef tio_screen_pool *p = &pools[j]
+    if p.stamp != epoch:
+        p.r0, p.r1, p.stamp, p.fstamp = &r0[j], &r1[j], epoch, 0
+    if p.fstamp != epoch:
+        p.f0, p.f1, p.fstamp = _f(p.r0), _f(p.r1), epoch
+    return p
 
 
 cdef int _gap_exact(const tio_u256 *xa, const tio_u256 *ya, const tio_u256 *xb,
@@ -779,23 +813,23 @@ cdef class ArbitrageScreen(_Screen):
     cdef const double *hi
     cdef const uint64_t *gg    # ga * gb and Da * Db of the slot
     cdef const uint64_t *dd
-    cdef tio_u256 **cur0       # scratch: each pool's reserves as of the row being screened
-    cdef tio_u256 **cur1
+    cdef tio_screen_pool *pools
+    cdef uint64_t epoch
     cdef int32_t *cand
     cdef tio_arb_found *buf
     cdef Py_ssize_t cap
     cdef uint64_t c_screened, c_candidates, c_unpriced, c_repeats, c_found, c_overflow
 
     def __cinit__(self, *args, **kwargs):
-        self.cur0 = self.cur1 = NULL
+        self.pools = NULL
+        self.epoch = 0
         self.cand = NULL
         self.buf = NULL
         self.cap = 0
         self.n = 0
 
     def __dealloc__(self):
-        free(self.cur0)
-        free(self.cur1)
+        free(self.pools)
         free(self.cand)
         free(self.buf)
 
@@ -851,13 +885,11 @@ cdef class ArbitrageScreen(_Screen):
         self.hi = <const double *>cnp.PyArray_DATA(self._hi)
         self.gg = <const uint64_t *>cnp.PyArray_DATA(gg)
         self.dd = <const uint64_t *>cnp.PyArray_DATA(dd)
-        free(self.cur0)
-        free(self.cur1)
+        free(self.pools)
         free(self.cand)
-        self.cur0 = <tio_u256 **>malloc(max(n, 1) * sizeof(tio_u256 *))
-        self.cur1 = <tio_u256 **>malloc(max(n, 1) * sizeof(tio_u256 *))
+        self.pools = <tio_screen_pool *>calloc(max(n, 1), sizeof(tio_screen_pool))
         self.cand = <int32_t *>malloc(max(max_group, 1) * sizeof(int32_t))
-        if self.cur0 == NULL or self.cur1 == NULL or self.cand == NULL:
+        if self.pools == NULL or self.cand == NULL:
             raise MemoryError("ArbitrageScreen scratch")
         self.n, self.nslots, self.max_group = n, nslots, max_group
         self.book = book
@@ -922,44 +954,52 @@ cdef class ArbitrageScreen(_Screen):
         cdef int64_t brow
         cdef int8_t si, sb
         cdef int rc
-        cdef double fxi, fyi, fxj, fyj, ratio
+        cdef double ratio
         cdef uint64_t gas, hi
         cdef tio_u256 gas_wei, cost, threshold
         cdef tio_u256 *xs[2]
         cdef tio_u256 *ys[2]
         cdef tio_amm_cross res, best
+        cdef tio_screen_pool *pi
+        cdef tio_screen_pool *pj
+        cdef uint64_t epoch
         memset(&best, 0, sizeof(best))  # set before it is read (kbest >= 0); quiets -Wuninitialized
-        # Each pool's reserves as of the first row: before its first swap in the batch, else as
-        # the book holds them now.
-        for k in range(self.n):
-            self.cur0[k] = &self.book.r0[k]
-            self.cur1[k] = &self.book.r1[k]
+        self.epoch += 1
+        epoch = self.epoch
+        # Each touched pool's reserves as of the first row: before its first swap in the batch
+        # (the others stay as the book holds them now, see _pool_at).
         for r in range(n_all - 1, -1, -1):
             if o[r].status == TIO_BOOK_APPLIED:
-                self.cur0[o[r].pool] = <tio_u256 *>&o[r].reserve0_before
-                self.cur1[o[r].pool] = <tio_u256 *>&o[r].reserve1_before
+                pi = &self.pools[o[r].pool]
+                pi.r0 = <tio_u256 *>&o[r].reserve0_before
+                pi.r1 = <tio_u256 *>&o[r].reserve1_before
+                pi.stamp = epoch
+                pi.fstamp = 0
         for r in range(n_all):
             if o[r].status != TIO_BOOK_APPLIED:
                 continue
             i = o[r].pool
-            self.cur0[i] = <tio_u256 *>&o[r].reserve0_after
-            self.cur1[i] = <tio_u256 *>&o[r].reserve1_after
+            pi = &self.pools[i]
+            pi.r0 = <tio_u256 *>&o[r].reserve0_after
+            pi.r1 = <tio_u256 *>&o[r].reserve1_after
+            pi.f0, pi.f1, pi.fstamp = _f(pi.r0), _f(pi.r1), epoch
             s0, s1 = self.book.sib_start[i], self.book.sib_start[i + 1]
             if s0 == s1:
                 continue
             # the fee band against every sibling; pairs back inside it close
-            fxi, fyi = _f(self.cur0[i]), _f(self.cur1[i])
             nc = 0
             for k in range(s0, s1):
                 j = self.book.sib[k]
+                pj = _pool_at(self.pools, j, self.book.r0, self.book.r1, epoch)
+                # ratio of the two pools' prices (token1 per token0 of pool i)
                 if self.flip[k]:
-                    xs[1], ys[1] = self.cur1[j], self.cur0[j]
+                    xs[1], ys[1] = pj.r1, pj.r0
+                    ratio = (pi.f1 * pj.f1) / (pi.f0 * pj.f0)
                 else:
-                    xs[1], ys[1] = self.cur0[j], self.cur1[j]
-                fxj, fyj = _f(xs[1]), _f(ys[1])
-                ratio = (fyi * fxj) / (fxi * fyj)
+                    xs[1], ys[1] = pj.r0, pj.r1
+                    ratio = (pi.f1 * pj.f0) / (pi.f0 * pj.f1)
                 if (self.lo[k] < ratio < self.hi[k]) or not _gap_exact(
-                        self.cur0[i], self.cur1[i], xs[1], ys[1], self.gg[k], self.dd[k]):
+                        pi.r0, pi.r1, xs[1], ys[1], self.gg[k], self.dd[k]):
                     self.open_[k] = 0
                     self.open_[self.mirror[k]] = 0
                 else:
@@ -991,10 +1031,11 @@ cdef class ArbitrageScreen(_Screen):
                 j = self.book.sib[k]
                 sb = si ^ <int8_t>self.flip[k]  # j's side of the same profit token
                 # X is the profit token; trades (a, b) = (i, j), then (j, i)
-                xs[0] = self.cur0[i] if si else self.cur1[i]
-                ys[0] = self.cur1[i] if si else self.cur0[i]
-                xs[1] = self.cur0[j] if sb else self.cur1[j]
-                ys[1] = self.cur1[j] if sb else self.cur0[j]
+                pj = &self.pools[j]  # current this call: the band test above set it
+                xs[0] = pi.r0 if si else pi.r1
+                ys[0] = pi.r1 if si else pi.r0
+                xs[1] = pj.r0 if sb else pj.r1
+                ys[1] = pj.r1 if sb else pj.r0
                 for a in range(2):
                     b = 1 - a
                     pa = i if a == 0 else j
@@ -1152,6 +1193,7 @@ cdef class SandwichScreen(_Screen):
         cdef const tio_u256 *rin
         cdef const tio_u256 *rout
         cdef tio_amm_sandwich res
+        cdef double fg, fd, fx, fv
         tio_u256_from_u64(&units, self.gas_units)
         for r in range(n_all):
             if o[r].status > TIO_BOOK_REVERTED_OVERFLOW:
@@ -1171,6 +1213,13 @@ cdef class SandwichScreen(_Screen):
                 rin, rout = &o[r].reserve1_before, &o[r].reserve0_before
             row = bdata + brow * bstride
             memcpy(&v, row + O_AIN, sizeof(tio_u256))
+            # The kernel's first test, in doubles with a 1e-9 margin: a victim that moves the price
+            # less than the two legs' fees, g^2 (x + v)(D x + g v) <= D^3 x^2, cannot be
+            # sandwiched at a profit. Nearly every swap is one; only the rest pay for exact math.
+            fg, fd = <double>self.book.fee_num[i], <double>self.book.fee_den[i]
+            fx, fv = _f(rin), _f(&v)
+            if fg * fg * (fx + fv) * (fd * fx + fg * fv) < fd * fd * fd * fx * fx * (1 - 1e-9):
+                continue
             memcpy(&m, row + O_AMIN, sizeof(tio_u256))
             rc = tio_amm_best_sandwich(&res, &v, &m, rin, rout, self.book.fee_num[i],
                                        self.book.fee_den[i])
