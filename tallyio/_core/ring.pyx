@@ -4,14 +4,16 @@
 Outcomes on the hot path are return values, never exceptions: ``push`` returns False when the
 ring is full, ``pop`` returns None when it is empty, ``push_many`` returns how many rows it took.
 Each refusal is counted (``stats()['rejected']``, ``stats()['empty_pops']``). Exceptions are kept
-for misuse: bad arguments and use after ``close()``.
+for misuse: bad arguments, use after ``close()``, and a second thread on a side of an SPSC ring.
 """
 from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 cimport numpy as cnp
+import threading
+
 import numpy as np
 
-from tallyio.errors import RingClosedError
+from tallyio.errors import RingClosedError, TallyIOError
 
 cnp.import_array()
 
@@ -36,6 +38,11 @@ cdef int check_kind(object kind) except -1:
         raise ValueError(f"kind must be 'spsc' or 'mpmc', got {kind!r}") from None
 
 
+cdef str _thread_label(uint64_t ident):
+    t = threading._active.get(ident)
+    return f"thread {ident} ({t.name!r})" if t is not None else f"thread {ident}"
+
+
 cdef class _RingBase:
     """Shared lifecycle of Ring and ObjectRing; not constructible on its own."""
 
@@ -47,27 +54,82 @@ cdef class _RingBase:
             raise RingClosedError("ring is closed")
         return 0
 
+    cdef int _check_ring(self) except -1:
+        # Only a _RingBase made with __new__ has no ring: Ring and ObjectRing build theirs in
+        # __cinit__ or fail, so their hot paths need no such check.
+        if self.r == NULL:
+            raise TypeError(f"{type(self).__name__} has no ring (made with __new__); use "
+                            f"tallyio.Ring or tallyio.ObjectRing")
+        return 0
+
+    cdef int _not_owner(self, str side, uint64_t owner) except -1:
+        verb = "push to" if side == "producer" else "pop from"
+        raise TallyIOError(
+            f"{type(self).__name__}(kind='spsc') has one {side} thread at a time: "
+            f"{_thread_label(owner)} owns the {side} side, so {_thread_label(tio_thread_id())} "
+            f"may not {verb} it. Use kind='mpmc' for several {side}s, or hand the side over: "
+            f"release_{side}() once the owner has stopped.")
+
     def close(self):
         """Refuse further pushes (they raise RingClosedError); rows already in stay poppable.
 
         Shut down by stopping (joining) the producers, closing, then draining until empty: a push
         that returned True is always there to pop.
         """
+        self._check_ring()
         self.closed = True
 
+    def release_producer(self):
+        """Give up the producer side of an SPSC ring: the next thread that pushes owns it.
+
+        An SPSC ring allows one producer thread at a time: the first thread that pushes owns the
+        side, and a push from any other raises TallyIOError. To hand the side to another thread,
+        stop the owner (its last push returned), call ``release_producer()`` from the owner or
+        from a thread that joined it, then push from the new thread. No-op for MPMC rings.
+        """
+        self._check_ring()
+        tio_ring_release_producer(self.r)
+
+    def release_consumer(self):
+        """Give up the consumer side of an SPSC ring: the next thread that pops owns it (see
+        ``release_producer``; a BatchDrain pops as its ring's consumer)."""
+        self._check_ring()
+        tio_ring_release_consumer(self.r)
+
+    @property
+    def producer_thread(self):
+        """``threading.get_ident()`` of the thread that owns the producer side of an SPSC ring;
+        None when nobody does yet (or released), and always for MPMC."""
+        self._check_ring()
+        cdef uint64_t o = tio_ring_producer_owner(self.r)
+        return o if o else None
+
+    @property
+    def consumer_thread(self):
+        """As ``producer_thread``, for the consumer side."""
+        self._check_ring()
+        cdef uint64_t o = tio_ring_consumer_owner(self.r)
+        return o if o else None
+
     def __len__(self):
+        self._check_ring()
         return tio_ring_size(self.r)
 
     @property
     def capacity(self):
+        self._check_ring()
         return self.r.capacity
 
     @property
     def kind(self):
+        self._check_ring()
         return _KIND_NAMES[self.r.kind]
 
     def stats(self):
-        """Counters since creation: pushed/popped rows, rejected rows (full), empty pops, size."""
+        """Counters since creation: pushed/popped rows, rejected rows (full), empty pops, size,
+        and how often a consumer parked on the ring (``parks``) and a producer woke one
+        (``wakes``)."""
+        self._check_ring()
         return {
             "kind": _KIND_NAMES[self.r.kind],
             "capacity": self.r.capacity,
@@ -76,8 +138,16 @@ cdef class _RingBase:
             "popped": tio_ring_popped(self.r),
             "rejected": tio_ring_rejected(self.r),
             "empty_pops": tio_ring_empty_pops(self.r),
+            "parks": tio_ring_parks(self.r),
+            "wakes": tio_ring_wakes(self.r),
             "closed": self.closed,
         }
+
+    def __repr__(self):
+        if self.r == NULL:
+            return f"<{type(self).__name__} without a ring>"
+        return (f"{type(self).__name__}(capacity={self.r.capacity}, "
+                f"kind={_KIND_NAMES[self.r.kind]!r}, size={tio_ring_size(self.r)})")
 
     def __enter__(self):
         return self
@@ -100,8 +170,10 @@ cdef class Ring(_RingBase):
     dtype : numpy dtype-like
         Row type; any fixed-size dtype without Python objects (use ObjectRing for objects).
     kind : {"mpmc", "spsc"}
-        "spsc" is faster but only correct with one producer thread and one consumer thread at a
-        time; "mpmc" is safe for any number of each.
+        "spsc" is faster but allows one producer thread and one consumer thread at a time: the
+        first thread that pushes owns the producer side, the first that pops the consumer side,
+        and another thread's push or pop raises TallyIOError (hand a side over with
+        ``release_producer()`` / ``release_consumer()``). "mpmc" is safe for any number of each.
 
     ``push_many`` and ``pop_many`` copy with the GIL released.
     """
@@ -134,8 +206,12 @@ cdef class Ring(_RingBase):
         """Push one row; return False (and count it) when the ring is full."""
         cdef int64_t v
         cdef cnp.ndarray a
+        cdef uint64_t owner
         if self.closed:
             raise RingClosedError("ring is closed")
+        owner = tio_ring_claim_producer(self.r)
+        if owner:
+            self._not_owner("producer", owner)
         if self.is_i64:
             v = item
             return tio_ring_push(self.r, &v) == 1
@@ -160,6 +236,9 @@ cdef class Ring(_RingBase):
         """Pop one row (an int for int64 rings, a numpy.void record otherwise); None when empty."""
         cdef int64_t v
         cdef cnp.ndarray out
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self._not_owner("consumer", owner)
         if self.is_i64:
             if tio_ring_pop(self.r, &v):
                 return v
@@ -174,7 +253,11 @@ cdef class Ring(_RingBase):
         cdef cnp.ndarray a
         cdef uint64_t n, taken
         cdef void *src
+        cdef uint64_t owner
         self._check_open()
+        owner = tio_ring_claim_producer(self.r)
+        if owner:
+            self._not_owner("producer", owner)
         a = self._rows(array)
         n = a.shape[0]
         src = cnp.PyArray_DATA(a)
@@ -203,6 +286,9 @@ cdef class Ring(_RingBase):
             raise TypeError(f"max_n must be an int, got {max_n!r}")
         if max_n < 1:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self._not_owner("consumer", owner)
         n = min(<uint64_t>max_n, self.r.capacity)
         out = np.empty(n, dtype=self.dtype)
         dst = cnp.PyArray_DATA(out)
@@ -224,6 +310,9 @@ cdef class Ring(_RingBase):
             raise TypeError(f"out must have dtype {self.dtype}, got {a.dtype}")
         if a.ndim != 1 or not a.flags.c_contiguous or not a.flags.writeable:
             raise ValueError(f"out must be a writable contiguous 1-D array, got shape {out.shape}")
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self._not_owner("consumer", owner)
         n = a.shape[0]
         dst = cnp.PyArray_DATA(a)
         with nogil:
@@ -263,7 +352,11 @@ cdef class ObjectRing(_RingBase):
     def push(self, item):
         """Push one object; False (and counted) when the ring is full."""
         cdef PyObject *p = <PyObject *>item
+        cdef uint64_t owner
         self._check_open()
+        owner = tio_ring_claim_producer(self.r)
+        if owner:
+            self._not_owner("producer", owner)
         Py_INCREF(item)
         if tio_ring_push(self.r, &p):
             return True
@@ -273,6 +366,9 @@ cdef class ObjectRing(_RingBase):
     def pop(self, default=None):
         """Pop one object; ``default`` when the ring is empty."""
         cdef PyObject *p
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self._not_owner("consumer", owner)
         if tio_ring_pop(self.r, &p):
             obj = <object>p   # takes a new reference...
             Py_DECREF(obj)    # ...so drop the one the ring held
@@ -296,6 +392,9 @@ cdef class ObjectRing(_RingBase):
             raise TypeError(f"max_n must be an int, got {max_n!r}")
         if max_n < 1:
             raise ValueError(f"max_n must be >= 1, got {max_n}")
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self._not_owner("consumer", owner)
         out = []
         while len(out) < max_n and tio_ring_pop(self.r, &p):
             obj = <object>p
