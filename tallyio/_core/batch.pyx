@@ -5,6 +5,7 @@ cimport numpy as cnp
 import numpy as np
 
 from tallyio._core.clock cimport tio_now_ns
+from tallyio._core.ring cimport tio_ring_claim_consumer
 
 cnp.import_array()
 
@@ -20,37 +21,61 @@ cdef uint64_t seconds_to_ns(str name, object value, bint allow_zero) except? 0:
 
 cdef class BatchDrain:
     """BatchDrain(ring, batch_size, batch_timeout, *, max_age=None, time_field="arrival_ns",
-    idle_timeout=None, spin=50e-6, sleep=0.0)
+    idle_timeout=None, spin=50e-6, sleep=0.0, backoff=1e-3, park=True)
 
     Takes micro-batches from ``ring``: ``drain()`` returns as soon as ``batch_size`` rows are in
     hand, or ``batch_timeout`` seconds after the first row of the batch arrived, or empty after
-    ``idle_timeout`` seconds (default: ``batch_timeout``) without any row. The wait runs without
-    the GIL: it busy-spins for ``spin`` seconds, then yields the CPU (``sleep=0``) or sleeps
-    ``sleep`` seconds between polls.
+    ``idle_timeout`` seconds (default: ``batch_timeout``) without any row.
+
+    The wait runs without the GIL and degrades gracefully. After the last row it busy-spins for
+    ``spin`` seconds (a hand-off in well under a microsecond), then backs off for ``backoff``
+    seconds more, calling ``sched_yield`` (``sleep=0``) or sleeping ``sleep`` seconds between
+    polls, then (``park=True``) parks: it blocks on the ring's wake-up word (a futex) until a
+    producer pushes, or until its timeout. A parked drain costs almost no CPU, and a push wakes it
+    at once, at the price of a wake-up (tens of microseconds on a VM), which the spin and back-off
+    phases spare a busy one. ``park=False`` backs off for ever instead (a core stays busy). The
+    budgets carry over idle returns: a drain called again after an idle return, with still no
+    rows, parks without spinning again.
 
     With ``max_age`` (seconds), rows whose ``time_field`` (an int64 ``now_ns()`` stamp; for an
     int64 ring the row itself when ``time_field`` is None) is older than ``max_age`` when drained
     are not part of the batch: they are returned separately and counted as expired.
+
+    The drain is the ring's consumer: on an SPSC ring, draining from a second thread raises
+    TallyIOError (see ``Ring.release_consumer``).
     """
 
-    def __init__(self, Ring ring not None, batch_size, batch_timeout, *, max_age=None,
-                 time_field="arrival_ns", idle_timeout=None, spin=50e-6, sleep=0.0):
+    # Everything is set here, not in __init__: a BatchDrain made with __new__ used to drain a
+    # NULL ring (a crash); now __new__ without arguments is a TypeError, like a bad call.
+    def __cinit__(self, Ring ring not None, batch_size, batch_timeout, *, max_age=None,
+                  time_field="arrival_ns", idle_timeout=None, spin=50e-6, sleep=0.0,
+                  backoff=1e-3, park=True):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise TypeError(f"batch_size must be an int, got {batch_size!r}")
         if not 1 <= batch_size <= ring.capacity:
             raise ValueError(f"batch_size must be in [1, ring capacity {ring.capacity}], "
                              f"got {batch_size}")
-        self.ring = ring
-        self.batch_size = batch_size
+        if not isinstance(park, bool):
+            raise TypeError(f"park must be True or False, got {park!r}")
         self.policy.batch_timeout_ns = seconds_to_ns("batch_timeout", batch_timeout, True)
         self.policy.idle_timeout_ns = (self.policy.batch_timeout_ns if idle_timeout is None else
                                        seconds_to_ns("idle_timeout", idle_timeout, True))
         self.policy.spin_ns = seconds_to_ns("spin", spin, True)
         self.policy.sleep_ns = seconds_to_ns("sleep", sleep, True)
+        self.policy.backoff_ns = seconds_to_ns("backoff", backoff, True)
+        self.policy.park = park
         self.time_offset = -1
         if max_age is not None:
             self.max_age_ns = seconds_to_ns("max_age", max_age, True)
             self.time_offset = self._time_offset(ring.dtype, time_field)
+        self.ring = ring
+        self.r = ring.r
+        self.batch_size = batch_size
+
+    def __init__(self, ring, batch_size, batch_timeout, *, max_age=None,
+                 time_field="arrival_ns", idle_timeout=None, spin=50e-6, sleep=0.0,
+                 backoff=1e-3, park=True):
+        pass
 
     @staticmethod
     def _time_offset(dtype, time_field):
@@ -66,6 +91,19 @@ cdef class BatchDrain:
         if ft.kind not in "iu" or ft.itemsize != 8:
             raise ValueError(f"time_field {time_field!r} must be a 64-bit integer, got {ft}")
         return off
+
+    def _set_park_slice(self, seconds):
+        """Test hook: the longest single park (default 50 ms, a safety net). A test sets it huge
+        so that a lost wake-up hangs (and fails) instead of costing one slice of latency."""
+        self.policy.park_slice_ns = seconds_to_ns("park slice", seconds, False)
+
+    @property
+    def policy_seconds(self):
+        """The wait policy in seconds: batch_timeout, idle_timeout, spin, sleep, backoff, park."""
+        p = self.policy
+        return {"batch_timeout": p.batch_timeout_ns / 1e9, "idle_timeout": p.idle_timeout_ns / 1e9,
+                "spin": p.spin_ns / 1e9, "sleep": p.sleep_ns / 1e9,
+                "backoff": p.backoff_ns / 1e9, "park": bool(p.park)}
 
     def drain(self):
         """Return ``(batch, expired)``: two new arrays of the ring's dtype (``expired`` is empty
@@ -84,20 +122,37 @@ cdef class BatchDrain:
         """
         cdef char *buf = self._buffer("out", out)
         cdef char *obuf = NULL
-        cdef uint64_t got, keep, n_old = 0
-        cdef int how
+        cdef uint64_t keep = 0, n_old = 0
         if self.time_offset >= 0:
             obuf = self._buffer("expired", expired)
+        self.check_consumer()
         with nogil:
-            got = tio_drain(self.ring.r, buf, self.batch_size, &self.policy, &how)
-        self._count(got, how)
-        if self.time_offset < 0 or got == 0:
-            return got, 0
-        with nogil:
-            keep = tio_split_expired(buf, got, self.ring.r.itemsize, self.time_offset,
-                                     tio_now_ns(), self.max_age_ns, obuf, &n_old)
-        self.n_expired += n_old
+            self.drain_c(buf, obuf, &keep, &n_old)
         return keep, n_old
+
+    cdef int check_consumer(self) except -1:
+        cdef uint64_t owner = tio_ring_claim_consumer(self.r)
+        if owner:
+            self.ring._not_owner("consumer", owner)
+        return 0
+
+    cdef int drain_c(self, char *out, char *expired, uint64_t *n_fresh,
+                     uint64_t *n_expired) noexcept nogil:
+        cdef uint64_t got
+        cdef int how
+        n_fresh[0] = 0
+        n_expired[0] = 0
+        if tio_ring_claim_consumer(self.r):
+            return -1
+        got = tio_drain(self.r, out, self.batch_size, &self.policy, &self.state, &how)
+        self._count(got, how)
+        if self.time_offset < 0 or got == 0 or expired == NULL:
+            n_fresh[0] = got
+            return how
+        n_fresh[0] = tio_split_expired(out, got, self.r.itemsize, self.time_offset, tio_now_ns(),
+                                       self.max_age_ns, expired, n_expired)
+        self.n_expired += n_expired[0]
+        return how
 
     cdef char *_buffer(self, str name, object a) except NULL:
         if not isinstance(a, np.ndarray):
@@ -111,7 +166,7 @@ cdef class BatchDrain:
                              f"got {a.shape[0]}")
         return <char *>cnp.PyArray_DATA(<cnp.ndarray>a)
 
-    cdef void _count(self, uint64_t got, int how) noexcept:
+    cdef void _count(self, uint64_t got, int how) noexcept nogil:
         if how == TIO_DRAIN_IDLE:
             self.n_idle += 1
             return

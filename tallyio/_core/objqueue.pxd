@@ -20,6 +20,7 @@ cdef extern from "tallyio/objqueue.h" nogil:
     int tio_objq_enter(tio_objq_gate *g) noexcept nogil
     void tio_objq_leave(tio_objq_gate *g) noexcept nogil
     void tio_objq_close(tio_objq_gate *g) noexcept nogil
+    void tio_objq_close_wake(tio_ring *r, tio_objq_gate *g) noexcept nogil
     int tio_objq_is_closed(tio_objq_gate *g) noexcept nogil
     int tio_objq_quiet(tio_objq_gate *g) noexcept nogil
     void tio_objq_want_gil(tio_objq_gate *g) noexcept nogil

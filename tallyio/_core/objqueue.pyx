@@ -12,8 +12,9 @@ from libc.stdlib cimport free, malloc
 from tallyio._core.batch cimport tio_split_expired
 from tallyio._core.clock cimport tio_now_ns
 from tallyio._core.hist cimport LatencyHistogram, tio_hist_record
-from tallyio._core.ring cimport (TIO_RING_MPMC, tio_ring_free, tio_ring_new, tio_ring_pop,
-                                 tio_ring_push, tio_ring_push_many, tio_ring_size)
+from tallyio._core.ring cimport (TIO_RING_MPMC, tio_ring_free, tio_ring_new, tio_ring_parks,
+                                 tio_ring_pop, tio_ring_push, tio_ring_push_many, tio_ring_size,
+                                 tio_ring_wakes)
 
 PUT_OK = 0
 PUT_CLOSED = 1
@@ -53,7 +54,7 @@ cdef inline object _steal(void *p):
 
 cdef class ObjectQueue:
     """ObjectQueue(capacity, *, on_full="block", timeout_ns=None, spin_ns=50_000, sleep_ns=0,
-    on_drop=None, handoff=True)
+    on_drop=None, handoff=True, backoff_ns=1_000_000, park=True)
 
     A bounded lock-free MPMC queue of ``(obj, tag, stamp)`` entries with a close gate.
 
@@ -61,7 +62,10 @@ cdef class ObjectQueue:
     PUT_TIMEOUT (``on_full="block"`` and ``timeout_ns`` passed; ``timeout_ns=0`` never waits).
     With ``on_full="drop_oldest"`` a full queue gives up its oldest entries to make room: each is
     handed to ``on_drop(obj, tag)`` before ``put`` returns. Waits spin ``spin_ns`` then
-    ``sched_yield`` (``sleep_ns=0``) or sleep ``sleep_ns`` between polls, without the GIL.
+    ``sched_yield`` (``sleep_ns=0``) or sleep ``sleep_ns`` between polls, without the GIL. The
+    consumer's wait in ``drain`` goes on to park (``park=True``) after ``backoff_ns`` of that: it
+    blocks on the queue's wake-up word until a put or ``close()`` wakes it, so an idle consumer
+    costs almost no CPU (see tallyio/wait.h).
 
     With ``handoff``, a put that finds the consumer waiting for the GIL with a batch in hand
     gives it the GIL (see objqueue.h) instead of making it wait for the switch interval.
@@ -71,7 +75,7 @@ cdef class ObjectQueue:
     """
 
     def __cinit__(self, capacity, *, on_full="block", timeout_ns=None, spin_ns=50_000,
-                  sleep_ns=0, on_drop=None, handoff=True):
+                  sleep_ns=0, on_drop=None, handoff=True, backoff_ns=1_000_000, park=True):
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int, got {capacity!r}")
         if capacity < 2 or capacity & (capacity - 1):
@@ -88,6 +92,10 @@ cdef class ObjectQueue:
         self.timeout_ns = _ns("timeout_ns", timeout_ns, True)
         self.policy.spin_ns = _ns("spin_ns", spin_ns, False)
         self.policy.sleep_ns = _ns("sleep_ns", sleep_ns, False)
+        self.policy.backoff_ns = _ns("backoff_ns", backoff_ns, False)
+        if not isinstance(park, bool):
+            raise TypeError(f"park must be True or False, got {park!r}")
+        self.policy.park = park
         self.on_drop = on_drop
         self.handoff = bool(handoff)
         self.g = tio_objq_gate_new()
@@ -322,9 +330,17 @@ cdef class ObjectQueue:
         b._adopt(keep)
         return b
 
+    def _set_park_slice(self, uint64_t ns):
+        """Test hook: the longest single park in ns (default 50 ms, a safety net; see
+        BatchDrain._set_park_slice)."""
+        if ns == 0:
+            raise ValueError("ns must be > 0")
+        self.policy.park_slice_ns = ns
+
     def close(self):
-        """Refuse further puts; puts already past the gate still complete and are drained."""
-        tio_objq_close(self.g)
+        """Refuse further puts; puts already past the gate still complete and are drained. A
+        consumer parked in ``drain`` is woken."""
+        tio_objq_close_wake(self.r, self.g)
 
     @property
     def closed(self):
@@ -353,6 +369,8 @@ cdef class ObjectQueue:
             "size": tio_ring_size(self.r),
             "capacity": self.r.capacity,
             "closed": tio_objq_is_closed(self.g) != 0,
+            "parks": tio_ring_parks(self.r),
+            "wakes": tio_ring_wakes(self.r),
         }
 
     def __repr__(self):

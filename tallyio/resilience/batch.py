@@ -51,7 +51,7 @@ class _BatchWorker(abc.ABC):
                  submit_timeout: float | None = None, budget: float = 800e-6,
                  spin: float = 50e-6, sleep: float = 0.0, handoff: bool = True,
                  log_interval: float = 1.0, clock: Callable[[], int] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, backoff: float = 1e-3, park: bool = True):
         if not callable(processor):
             raise TypeError(f"processor must be callable, got {processor!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int):
@@ -71,9 +71,13 @@ class _BatchWorker(abc.ABC):
         self._budget_ns = _ns("budget", budget, positive=True)
         spin_ns = _ns("spin", spin)
         sleep_ns = _ns("sleep", sleep)
+        backoff_ns = _ns("backoff", backoff)
+        if not isinstance(park, bool):
+            raise TypeError(f"park must be True or False, got {park!r}")
         self._log_interval = _ns("log_interval", log_interval) / 1e9
         self._queue = ObjectQueue(capacity, on_full=on_full, timeout_ns=self._queue_timeout_ns(),
                                   spin_ns=spin_ns, sleep_ns=sleep_ns, on_drop=self._on_drop,
+                                  backoff_ns=backoff_ns, park=park,
                                   handoff=handoff)
         if batch_size > capacity:
             raise ValueError(f"batch_size must be at most capacity ({capacity}), got {batch_size}")
@@ -85,7 +89,7 @@ class _BatchWorker(abc.ABC):
         self.options = {"batch_size": batch_size, "batch_timeout": batch_timeout,
                         "max_latency": max_latency, "capacity": capacity, "on_full": on_full,
                         "submit_timeout": submit_timeout, "budget": budget, "spin": spin,
-                        "sleep": sleep, "handoff": handoff}
+                        "sleep": sleep, "backoff": backoff, "park": park, "handoff": handoff}
         self._latency = LatencyHistogram()
         self._sizes = [0] * (batch_size + 1)
         self._processed = self._failed_items = self._failed_batches = self._batches = 0
@@ -265,7 +269,7 @@ class _BatchWorker(abc.ABC):
 class BatchProcessor(_BatchWorker):
     """BatchProcessor(processor, *, batch_size=64, batch_timeout=200e-6, max_latency=None,
     capacity=4096, on_full="block", submit_timeout=None, budget=800e-6, spin=50e-6, sleep=0.0,
-    handoff=True, log_interval=1.0, clock=None, name=None)
+    handoff=True, log_interval=1.0, clock=None, name=None, backoff=1e-3, park=True)
 
     Collects submitted items into batches for ``processor(items: list) -> list of results`` (same
     length, same order), called in one worker thread; each submitter gets its own result through a
@@ -289,11 +293,14 @@ class BatchProcessor(_BatchWorker):
     budget : float
         A processor call longer than this (seconds) is counted and logged on the
         ``tallyio.batch`` logger, at most once per ``log_interval`` seconds.
-    spin, sleep : float
-        The worker (and a blocked submitter) busy-polls for ``spin`` seconds, then calls
-        ``sched_yield`` between polls (``sleep=0``) or sleeps ``sleep`` seconds. Waking a parked
-        thread costs ~75 us on a VM; yielding keeps the wake-up in the microseconds but keeps a
-        core busy while idle. Set ``sleep`` (e.g. 100e-6) to idle cheaply.
+    spin, sleep, backoff, park
+        How the worker waits for items. After its last item it busy-polls for ``spin`` seconds,
+        then for ``backoff`` seconds more calls ``sched_yield`` between polls (``sleep=0``) or
+        sleeps ``sleep`` seconds; then, with ``park=True``, it parks (a futex) until a submit or
+        ``close()`` wakes it, so an idle processor costs almost no CPU. Waking a parked thread
+        costs tens of microseconds on a VM, which the first two phases spare a busy worker;
+        ``park=False`` keeps polling instead (a core stays busy while idle). A submitter blocked
+        on a full buffer waits with ``spin`` and ``sleep`` only.
     handoff : bool
         When the worker has a batch ready and a submitter holds the GIL, the submitter's next
         submit gives the GIL to the worker until the batch is processed, instead of letting

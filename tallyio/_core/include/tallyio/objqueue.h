@@ -144,8 +144,10 @@ enum {
 
 /* Collect up to n entries into out. The batch is cut when it is full, when its first entry's
  * enqueue stamp is batch_timeout_ns old (so a batch that queued while the consumer was busy goes
- * out at once), or, after close, as soon as the ring is empty. Without entries it waits, spinning
- * then backing off per policy, until one arrives or the gate is quiet and the ring empty. */
+ * out at once), or, after close, as soon as the ring is empty. Without entries it waits until one
+ * arrives or the gate is quiet and the ring empty: spinning, then backing off, then parked on the
+ * ring (a put wakes it; so does close, through tio_objq_close_wake). After close it never parks:
+ * it waits for the submitters still in flight, which need no wake-up to leave. */
 static inline uint64_t tio_objq_drain(tio_ring *r, tio_objq_gate *g, tio_objq_entry *out,
                                       uint64_t n, uint64_t batch_timeout_ns,
                                       const tio_drain_policy *p, int *how) {
@@ -176,6 +178,18 @@ static inline uint64_t tio_objq_drain(tio_ring *r, tio_objq_gate *g, tio_objq_en
             return 0;
         }
         if (k) idle_since = now;
-        tio_drain_backoff(p, now - idle_since);
+        uint64_t left = UINT64_MAX; /* no entry: wait for one as long as it takes */
+        if (got) {
+            int64_t age = (int64_t)(now - (uint64_t)out[0].stamp);
+            left = age < 0 ? batch_timeout_ns : batch_timeout_ns - (uint64_t)age;
+        }
+        tio_drain_wait(r, p, now - idle_since, left, &g->closed);
     }
+}
+
+/* Close the gate and wake a consumer parked in tio_objq_drain: the gate's `closed` is its stop
+ * flag, stored before the wake, which its recheck after registering then sees. */
+static inline void tio_objq_close_wake(tio_ring *r, tio_objq_gate *g) {
+    tio_objq_close(g);
+    tio_ring_wake(r);
 }
