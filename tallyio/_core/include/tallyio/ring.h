@@ -48,7 +48,6 @@ typedef struct {
     tio_atomic_u64 consumer;         /* SPSC: owning thread, 0: none yet */
     TIO_ALIGNED tio_atomic_u64 rejected; /* rows refused because the ring was full */
     tio_atomic_u64 empty_pops;           /* pop calls that found nothing */
-    tio_waitq wq;                        /* where consumers park (own cache line) */
     TIO_ALIGNED uint64_t capacity;
     uint64_t mask;
     uint64_t itemsize;
@@ -56,6 +55,10 @@ typedef struct {
     int asym; /* membarrier available: producers' wake check needs no fence (wait.h) */
     char *data;
     tio_atomic_u64 *seq; /* MPMC only */
+    /* Last, on its own line: the owners and `asym` above went into padding, so every field that
+     * existed before the wait queue keeps its offset (a module compiled against the older layout
+     * still reads the geometry right until it is rebuilt). */
+    tio_waitq wq; /* where consumers park */
 } tio_ring;
 
 static inline void tio_ring_free(tio_ring *r) {
