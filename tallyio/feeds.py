@@ -33,6 +33,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from typing import Iterable, Iterator
@@ -111,6 +112,8 @@ def _from_columns(cols: dict, n: int, where: str) -> np.ndarray:
         if col.dtype.kind not in "iub":
             raise FeedError(f"{where}: field {name} must hold integers castable to {base}, "
                             f"got {col.dtype}")
+        if col.dtype.kind == "b":
+            col = col.astype(np.uint8)  # a bool column compared with a uint64 bound overflows
         info = np.iinfo(base)
         bad = (col < info.min) | (col > info.max) if col.size else col.astype(bool)
         if bad.any():
@@ -206,7 +209,7 @@ def _read_npy(fp, size: int, where: str) -> np.ndarray:
             shape, fortran, dtype = npy_format.read_array_header_1_0(fp)
         else:
             shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
-    except ValueError as e:  # numpy's message for a header it cannot parse
+    except (ValueError, SyntaxError, tokenize.TokenError) as e:  # a header numpy cannot parse
         raise FeedError(f"{where}: bad .npy header: {_describe(e)}") from None
     if any(d < 0 for d in shape):
         raise FeedError(f"{where}: bad .npy header: negative dimension in shape {shape}")
@@ -230,6 +233,8 @@ def _read_npz(path: str, where: str) -> dict[str, np.ndarray]:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:
         raise FeedError(f"{where}: not a .npz file (not a zip archive)") from None
+    except (NotImplementedError, ValueError, EOFError) as e:  # "zip file version 10.9"...
+        raise FeedError(f"{where}: not a .npz file NumPy wrote: {_describe(e)}") from None
     arrays: dict[str, np.ndarray] = {}
     with zf:
         for info in zf.infolist():
@@ -268,6 +273,8 @@ def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         records, meta = _read_records(path, suffix, where)
     except (OSError, UnicodeDecodeError, csv.Error) as e:  # unreadable, not UTF-8, a bad CSV line
         raise FeedError(f"{where}: unreadable {suffix} file: {_describe(e)}") from None
+    if records.ndim != 1:
+        raise FeedError(f"{where}: records must be one-dimensional, got shape {records.shape}")
     if len(records) == 0:
         raise FeedError(f"{where}: an empty feed (no rows)")
     return validate(records, where), meta

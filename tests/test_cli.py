@@ -161,7 +161,8 @@ def _sample_blocks(tmp_path, truncate=None):
     blocks.mkdir()
     for f in sorted(os.listdir(SAMPLE_BLOCKS)):
         if f.endswith(".json"):
-            data = open(os.path.join(SAMPLE_BLOCKS, f), "rb").read()
+            with open(os.path.join(SAMPLE_BLOCKS, f), "rb") as fh:
+                data = fh.read()
             if f == truncate:
                 data = data[:3000]
             (blocks / f).write_bytes(data)
@@ -178,7 +179,8 @@ def _bad_inputs(tmp_path):
     header.write_text("arrival_ns,protocol,token_in,token_out,amount_in\n")
     sample = os.path.join(ROOT, "tallyio", "data", "sample_feed.npz")
     cut = tmp_path / "cut.npz"
-    cut.write_bytes(open(sample, "rb").read()[:5000])
+    with open(sample, "rb") as f:
+        cut.write_bytes(f.read()[:5000])
     noise = tmp_path / "noise.npy"
     noise.write_bytes(os.urandom(2048))
     big = tmp_path / "big.toml"
