@@ -274,3 +274,24 @@ def test_csv_field_over_the_csv_module_limit(tmp_path):
     p.write_text("arrival_ns,amount_in\n0," + "1" * 200_000 + "\n")
     with pytest.raises(FeedError, match=rf"^{p}: unreadable .csv file: csv.Error: field larger than field limit"):
         read_feed(p)
+
+
+def test_fuzz_findings(tmp_path):
+    """Inputs the fuzzers (tests/fuzz) found raising something other than a FeedError."""
+    p = tmp_path / "scalar.npy"
+    np.save(p, good(1)[0])  # a 0-d array of one record
+    with pytest.raises(FeedError, match=r"records must be one-dimensional, got shape \(\)"):
+        read_feed(p)
+    p.write_bytes(_npy_bytes(good(1)).replace(b"'shape': (1,), }", b"'shape': (1,  }", 1))
+    with pytest.raises(FeedError, match=r"bad .npy header: TokenError"):
+        read_feed(p)
+    z = tmp_path / "bool.npz"
+    np.savez(z, id=np.array([False, True]), arrival_ns=np.array([0, 1]))
+    assert read_feed(z)[0]["id"].tolist() == [0, 1]  # a bool column is castable, not an overflow
+    data = bytearray((tmp_path / "bool.npz").read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6] = 109  # "version needed to extract": 10.9
+    z.write_bytes(bytes(data))
+    with pytest.raises(FeedError, match=r"not a .npz file NumPy wrote: NotImplementedError: zip file "
+                                        r"version 10.9"):
+        read_feed(z)
