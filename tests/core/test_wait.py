@@ -40,13 +40,16 @@ def _parking_drain(ring, batch_size, **kw):
 
 @pytest.mark.parametrize("kind,producers", [("mpmc", 3), ("spsc", 1)])
 def test_million_rows_with_pausing_producers_and_a_parked_consumer(kind, producers):
-    """Producers push runs of random length with random pauses (the consumer parks in most of
-    them); every row is drained exactly once and nobody hangs."""
+    """Producers push runs of random length with random pauses, and every 100k rows all of them
+    pause together (the consumer parks then, and in most single pauses too); every row is drained
+    exactly once and nobody hangs."""
     total = 1_000_000
     per = total // producers
     ring = Ring(1 << 12, TX_DTYPE, kind=kind)
     d = _parking_drain(ring, 512, spin=20e-6, backoff=50e-6)
     got = []
+    quiet = threading.Barrier(producers)
+    phase = 100_000 // producers
 
     def produce(p):
         rng = random.Random(p)
@@ -54,9 +57,14 @@ def test_million_rows_with_pausing_producers_and_a_parked_consumer(kind, produce
         rows["id"] = np.arange(p * per, (p + 1) * per)
         i = 0
         while i < per:
-            j = min(per, i + rng.choice((1, 7, 64, 500, 3000)))
+            j = min(per, i + rng.choice((1, 7, 64, 500, 3000)), (i // phase + 1) * phase)
             while i < j:
                 i += ring.push_many(rows[i:j])
+            if i % phase == 0 and i < per:
+                quiet.wait(timeout=JOIN)
+                if p == 0:
+                    time.sleep(2e-3)  # nobody pushes meanwhile: the consumer parks
+                quiet.wait(timeout=JOIN)
             r = rng.random()
             if r < 0.02:
                 time.sleep(rng.choice((50e-6, 200e-6, 1e-3)))  # long enough to park
