@@ -186,6 +186,7 @@ class Engine:
         self.pool = None
         self.rejected: Counter = Counter()   # rows refused or dropped, by reason
         self.undecided: Counter = Counter()  # rows not decided by every processor, by reason
+        self.book = None        # the run's one pool book (see _build_book)
         self._pacer = None      # the source's
         self._pacers: list = []  # every pacer into the ring: the source's and external producers'
         self.pushed = 0     # by push()
@@ -348,6 +349,23 @@ class Engine:
                 slot.transitions[new] += 1
         self._events.append((name, old, new))
 
+    def _build_book(self, meta):
+        """The run's one pool book: from ``[engine] pools`` (an .npz), else the feed's own pools
+        table (``pool_*`` metadata arrays), else None (no processor gets one)."""
+        from tallyio._core.book import POOL_KEYS, PoolBook
+        path = self.config["engine"]["pools"]
+        if path:
+            try:
+                return PoolBook.from_source(path)
+            except (TypeError, ValueError, OSError) as e:
+                raise TallyIOError(f"[engine] pools {path!r}: {e}") from e
+        if meta and all(k in meta for k in POOL_KEYS):
+            try:
+                return PoolBook(meta)
+            except (TypeError, ValueError) as e:
+                raise TallyIOError(f"the feed's pools table: {e}") from e
+        return None
+
     def _resolve_source(self, feed):
         if feed is not None and not isinstance(feed, (str, os.PathLike)):
             return feed  # a Source object or any iterable of TX_DTYPE chunks
@@ -407,7 +425,6 @@ class Engine:
                                 idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
         self._batch_buffers = self._pooled_buffers(batch_size)
         self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
-        self.book = None  # the shared pool book: see _build_book
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
         self._apply_simd()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
@@ -415,6 +432,12 @@ class Engine:
             on_feed = getattr(slot.proc, "on_feed", None)
             if on_feed is not None:
                 on_feed(meta)
+        self.book = self._build_book(meta)
+        if self.book is not None:
+            for slot in self.slots:
+                on_book = getattr(slot.proc, "on_book", None)
+                if on_book is not None:
+                    on_book(self.book)
         self._stop_ingest = threading.Event()
         self._ingest_done = threading.Event()
         self._engine_done = threading.Event()
@@ -667,8 +690,10 @@ class Engine:
                 expired = buffers[1][:n_expired]
             self._in_hand = len(batch) + n_expired
             if n_expired:
-                # expired rows are not searched, but the pool state still follows them
+                # expired rows are not searched, but the pool state still follows them (once)
                 if book is not None:
+                    if dedup is not None:
+                        expired = expired[:dedup.compact(expired)]
                     book.apply(expired)
                 self.rejected["expired"] += n_expired
                 self.undecided["expired"] += n_expired
