@@ -401,3 +401,86 @@ def from_u256_column(column):
         memcpy(&w, p + i * s, 32)
         res[i] = from_u256(&w)
     return res
+
+
+# ---------------------------------------------------------------- test hook
+
+cdef extern from "tallyio/u256.h" nogil:
+    enum:
+        TIO_BIG_LIMBS
+    ctypedef struct tio_big:
+        int n
+        uint64_t w[20]
+    int tio_big_divmod(tio_big *q, tio_big *rem, const tio_big *a, const tio_big *b) noexcept
+    void tio_big_isqrt(tio_big *r, const tio_big *a) noexcept
+    int tio_big_mul(tio_big *r, const tio_big *a, const tio_big *b) noexcept
+    int tio_limbs_len(const uint64_t *a, int n) noexcept
+
+
+cdef int _to_big(object v, tio_big *r) except -1:
+    cdef bytes b = int(v).to_bytes(8 * TIO_BIG_LIMBS, "little")
+    memcpy(r.w, <const char *>b, 8 * TIO_BIG_LIMBS)
+    r.n = tio_limbs_len(r.w, TIO_BIG_LIMBS)
+    return 0
+
+
+cdef object _from_big(const tio_big *a):
+    return int.from_bytes((<const char *>a.w)[:8 * a.n], "little")
+
+
+def _primitive(op, a, b=0):
+    """_primitive(op, a, b=0) -> tuple
+
+    Test hook (tests/core/test_amm.py): one primitive of u256.h on Python ints. ``add``, ``sub``,
+    ``mul``: ``(result mod 2**256, flag)``; ``divmod``: ``(flag, q, r)``; ``divmod512`` (``a`` below
+    2**512): ``(flag, q, r)``; ``shl``, ``shr`` (``b`` the shift): ``(result, flag)``;
+    ``big_divmod``, ``big_mul`` (below 2**1280): ``(flag, q, r)`` / ``(flag, p)``; ``isqrt``:
+    ``(root,)``.
+    """
+    cdef tio_u256 x, y, r, q
+    cdef tio_u512 x512
+    cdef tio_big bx, by, bq, br
+    cdef int flag = 0
+    cdef bytes raw
+    if op in ("add", "sub", "mul", "divmod"):
+        to_u256(a, &x, "a")
+        to_u256(b, &y, "b")
+        if op == "add":
+            flag = tio_u256_add(&r, &x, &y)
+        elif op == "sub":
+            flag = tio_u256_sub(&r, &x, &y)
+        elif op == "mul":
+            flag = tio_u256_mul(&r, &x, &y)
+        else:
+            tio_u256_from_u64(&q, 0)
+            tio_u256_from_u64(&r, 0)
+            flag = tio_u256_divmod(&q, &r, &x, &y)
+            return flag, from_u256(&q), from_u256(&r)
+        return from_u256(&r), flag
+    if op in ("shl", "shr"):
+        to_u256(a, &x, "a")
+        if op == "shl":
+            flag = tio_u256_shl(&r, &x, <unsigned>b)
+        else:
+            tio_u256_shr(&r, &x, <unsigned>b)
+        return from_u256(&r), flag
+    if op == "divmod512":
+        raw = int(a).to_bytes(64, "little")
+        memcpy(x512.w, <const char *>raw, 64)
+        to_u256(b, &y, "b")
+        tio_u256_from_u64(&q, 0)
+        tio_u256_from_u64(&r, 0)
+        flag = tio_u512_divmod(&q, &r, &x512, &y)
+        return flag, from_u256(&q), from_u256(&r)
+    _to_big(a, &bx)
+    if op == "isqrt":
+        tio_big_isqrt(&br, &bx)
+        return (_from_big(&br),)
+    _to_big(b, &by)
+    if op == "big_mul":
+        flag = tio_big_mul(&bq, &bx, &by)
+        return flag, (_from_big(&bq) if not flag else None)
+    if op == "big_divmod":
+        flag = tio_big_divmod(&bq, &br, &bx, &by)
+        return flag, (_from_big(&bq) if not flag else None), (_from_big(&br) if not flag else None)
+    raise ValueError(f"op must name a primitive, got {op!r}")

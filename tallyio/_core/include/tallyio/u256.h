@@ -27,22 +27,31 @@ typedef struct { uint64_t w[8]; } tio_u512; /* little-endian words */
 /* 1280 bits: the widest AMM intermediate (a discriminant of u256 reserves times 32-bit fees) is
  * below 1170 bits; operations that would exceed this report overflow instead. */
 #define TIO_BIG_LIMBS 20
+/* The tio_big operations return 1 on overflow (or division by zero) and then leave their result
+ * zero, never unset: a caller may OR the flags of a sequence of steps and test them once. */
 typedef struct {
     int n;                    /* words in use: w[n-1] != 0, or n == 0 for zero */
     uint64_t w[TIO_BIG_LIMBS];
 } tio_big;
 
-#if defined(__GNUC__) || defined(__clang__)
+/* TIO_U256_PORTABLE (defined before the include) forces the portable fallbacks, so a test can
+ * build and check them on a compiler that has the builtins. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(TIO_U256_PORTABLE)
 #define TIO_U256_GNUC 1
 #else
 #define TIO_U256_GNUC 0
+#endif
+#if defined(__SIZEOF_INT128__) && !defined(TIO_U256_PORTABLE)
+#define TIO_U256_INT128 1
+#else
+#define TIO_U256_INT128 0
 #endif
 
 /* ---------------------------------------------------------------- word primitives */
 
 /* 64x64 -> 128: low word returned, high word in *hi. */
 static inline uint64_t tio_mul64(uint64_t a, uint64_t b, uint64_t *hi) {
-#ifdef __SIZEOF_INT128__
+#if TIO_U256_INT128
     unsigned __int128 p = (unsigned __int128)a * b;
     *hi = (uint64_t)(p >> 64);
     return (uint64_t)p;
@@ -107,7 +116,7 @@ static inline uint64_t tio_div128(uint64_t u1, uint64_t u0, uint64_t v, uint64_t
     __asm__("divq %4" : "=a"(q), "=d"(rem) : "a"(u0), "d"(u1), "rm"(v) : "cc");
     *r = rem;
     return q;
-#elif defined(__SIZEOF_INT128__)
+#elif TIO_U256_INT128
     unsigned __int128 n = ((unsigned __int128)u1 << 64) | u0;
     uint64_t q = (uint64_t)(n / v);
     *r = (uint64_t)(n - (unsigned __int128)q * v);
@@ -441,7 +450,7 @@ static inline int tio_big_add(tio_big *r, const tio_big *a, const tio_big *b) {
     int n = a->n;
     uint64_t c = tio_limbs_add(r->w, a->w, n, b->w, b->n);
     if (c) {
-        if (n == TIO_BIG_LIMBS) return 1;
+        if (n == TIO_BIG_LIMBS) { r->n = 0; return 1; }
         r->w[n++] = 1;
     }
     r->n = n;
@@ -475,7 +484,7 @@ static inline int tio_big_mul(tio_big *r, const tio_big *a, const tio_big *b) {
     uint64_t p[TIO_BIG_LIMBS * 2];
     tio_limbs_mul(p, a->w, a->n, b->w, b->n);
     n = tio_limbs_len(p, n);
-    if (n > TIO_BIG_LIMBS) return 1;
+    if (n > TIO_BIG_LIMBS) { r->n = 0; return 1; }
     memcpy(r->w, p, (size_t)n * 8);
     r->n = n;
     return 0;
@@ -487,16 +496,21 @@ static inline int tio_big_mul_u64(tio_big *r, const tio_big *a, uint64_t m) {
     int n = a->n;
     uint64_t top = tio_limbs_mul1(r->w, a->w, n, m);
     if (top) {
-        if (n == TIO_BIG_LIMBS) return 1;
+        if (n == TIO_BIG_LIMBS) { r->n = 0; return 1; }
         r->w[n++] = top;
     }
     r->n = n;
     return 0;
 }
 
-/* q = a / b and, when rem is not NULL, rem = a % b; 1 when b is zero. Any may alias. */
+/* q = a / b and, when rem is not NULL, rem = a % b; 1 (both zero) when b is zero. Any may
+ * alias. */
 static inline int tio_big_divmod(tio_big *q, tio_big *rem, const tio_big *a, const tio_big *b) {
-    if (b->n == 0) return 1;
+    if (b->n == 0) {
+        q->n = 0;
+        if (rem) rem->n = 0;
+        return 1;
+    }
     if (a->n < b->n) {
         if (rem) *rem = *a;
         q->n = 0;
@@ -537,7 +551,7 @@ static inline int tio_big_bit_length(const tio_big *a) {
 static inline int tio_big_shl(tio_big *r, const tio_big *a, unsigned s) {
     if (a->n == 0) { r->n = 0; return 0; }
     int bits = tio_big_bit_length(a) + (int)s;
-    if (bits > 64 * TIO_BIG_LIMBS) return 1;
+    if (bits > 64 * TIO_BIG_LIMBS) { r->n = 0; return 1; }
     int n = (bits + 63) / 64, ws = (int)(s / 64), bs = (int)(s % 64);
     uint64_t t[TIO_BIG_LIMBS];
     for (int i = n - 1; i >= 0; i--) {

@@ -1,0 +1,35 @@
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from tallyio.amm_reference import CrossPool, Sandwich
+
+FEE: tuple[int, int]
+WINDOW: int
+OK: int
+NONE: int
+ZERO_INPUT: int
+ZERO_RESERVE: int
+OVERFLOW: int
+INSUFFICIENT_LIQUIDITY: int
+BAD_FEE: int
+
+# Amounts are Python ints in [0, 2**256) (tio_u256 in C); fees (num, den) with 0 < num < den < 2**32.
+def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int,
+                   fee: tuple[int, int] = ...) -> int: ...
+def get_amount_in(amount_out: int, reserve_in: int, reserve_out: int,
+                  fee: tuple[int, int] = ...) -> int: ...
+def price_cmp(reserve0_a: int, reserve1_a: int, reserve0_b: int, reserve1_b: int) -> int: ...
+def best_cross_pool(xa: int, ya: int, xb: int, yb: int, threshold: int = 0, max_scan: int = 1024,
+                    fee_a: tuple[int, int] = ..., fee_b: tuple[int, int] = ...) -> CrossPool | None: ...
+def max_frontrun(victim_in: int, victim_min_out: int, reserve_in: int, reserve_out: int,
+                 fee: tuple[int, int] = ...) -> int | None: ...
+def best_sandwich(victim_in: int, victim_min_out: int, reserve_in: int, reserve_out: int,
+                  fee: tuple[int, int] = ...) -> Sandwich | None: ...
+# (n, 4) uint64 u256 columns in; (out (n, 4) uint64, status uint8) back
+def get_amount_out_many(amount_in: npt.ArrayLike, reserve_in: npt.ArrayLike,
+                        reserve_out: npt.ArrayLike, fee_num: int | npt.ArrayLike = 997,
+                        fee_den: int | npt.ArrayLike = 1000) -> tuple[np.ndarray, np.ndarray]: ...
+def to_u256_column(values: Sequence[int]) -> np.ndarray: ...
+def from_u256_column(column: npt.ArrayLike) -> list[int]: ...
