@@ -17,9 +17,9 @@ that protocol for strategies that search pending swaps with a compiled screen
 * **mined rows** (no ``FLAG_PENDING``): held until their group (``GROUP`` columns) is complete,
   then handed to ``_inspect``.
 
-A subclass sets ``name``, ``OPTIONS``, ``GROUP``, ``STATS`` and defines ``_setup(book, prices)``
-(build its screen), ``_pending(batch, search)`` (screen the batch, return Opportunities) and
-``_inspect(ready)``.
+A subclass sets ``name``, ``OPTIONS``, ``GROUP``, ``STATS``, ``SCREEN_STATS`` (counters of its
+screen reported as its own) and defines ``_make_screen(book, prices)``, ``_opportunities(batch,
+found)`` (Opportunities for the screen's rows) and ``_inspect(ready)``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 from tallyio._core.book import (POOL_KEYS, STATUS_APPLIED, STATUS_NAMES, STATUS_NOT_PENDING,
                                 STATUS_NOT_V2, STATUS_REVERTED_OVERFLOW, STATUS_REVERTED_SLIPPAGE,
                                 STATUS_REVERTED_ZERO, STATUS_TOKEN_MISMATCH, STATUS_UNKNOWN_POOL,
-                                PoolBook)
+                                PoolBook, status_counts)
 from tallyio.grouping import CompleteGroups
 from tallyio.opportunity import Opportunity
 from tallyio.pricing import price_table
@@ -48,7 +48,6 @@ _COUNTER = {STATUS_APPLIED: "applied", STATUS_REVERTED_SLIPPAGE: "reverted_slipp
             STATUS_REVERTED_ZERO: "reverted_zero", STATUS_REVERTED_OVERFLOW: "reverted_overflow",
             STATUS_NOT_V2: "not_v2", STATUS_UNKNOWN_POOL: "unknown_pool",
             STATUS_TOKEN_MISMATCH: "token_mismatch"}
-_REVERTED = (STATUS_REVERTED_SLIPPAGE, STATUS_REVERTED_ZERO, STATUS_REVERTED_OVERFLOW)
 assert len(STATUS_NAMES) == 8 and STATUS_NOT_PENDING not in _COUNTER
 
 
@@ -71,6 +70,7 @@ class BookStrategy:
     OPTIONS: tuple[str, ...] = ()
     GROUP: tuple[str, ...] = ()
     STATS: tuple[str, ...] = ()
+    SCREEN_STATS: tuple[str, ...] = ()
 
     def __init__(self, pools: Any, *, gas_units: int, min_profit: int, weth: Any, prices: Any):
         self.gas_units = int_option("gas_units", gas_units, 0)
@@ -80,14 +80,22 @@ class BookStrategy:
         self._weth, self._price_options = weth, prices
         self._configured = pools is not None
         self._shared = False  # True: the engine's book, which the engine applies
+        self._stats = dict.fromkeys(BASE_STATS + self.STATS, 0)
+        self.screen = None
         self._load(PoolBook.from_source(pools) if pools is not None else empty_book())
         self._mined = CompleteGroups(self.GROUP)
-        self._stats = dict.fromkeys(BASE_STATS + self.STATS, 0)
 
     def _load(self, book: PoolBook) -> None:
+        if self.screen is not None:  # keep what the screen being replaced counted
+            self._fold_screen_stats()
         self.book = book
         self.prices = price_table(book.token_table, self._weth, self._price_options)
-        self._setup(book, self.prices)
+        self.screen = self._make_screen(book, self.prices)
+
+    def _fold_screen_stats(self) -> None:
+        now = self.screen.stats()
+        for key in self.SCREEN_STATS:
+            self._stats[key] += now[key]
 
     @classmethod
     def from_options(cls, **options):
@@ -117,7 +125,12 @@ class BookStrategy:
             self._load(PoolBook(metadata))
 
     def stats(self) -> dict[str, int]:
-        return dict(self._stats)
+        """The counters (see the module docstring), the screen's included."""
+        out = dict(self._stats)
+        now = self.screen.stats()
+        for key in self.SCREEN_STATS:
+            out[key] += now[key]
+        return out
 
     # -- the Processor protocol -------------------------------------------------------------------
     def process(self, batch: np.ndarray) -> list[Opportunity]:
@@ -125,9 +138,9 @@ class BookStrategy:
             raise TypeError(f"batch must be a numpy array of TX_DTYPE, got "
                             f"{getattr(batch, 'dtype', type(batch))}")
         self._stats["rows"] += len(batch)
-        found = self._apply(batch, search=True)
-        pending = (batch["flags"] & FLAG_PENDING) != 0
-        if not pending.all():
+        found, mined = self._apply(batch, search=True)
+        if mined:
+            pending = (batch["flags"] & FLAG_PENDING) != 0
             found += self._route_mined(take_rows(batch, ~pending), final=False)
         return found
 
@@ -141,19 +154,25 @@ class BookStrategy:
     def flush(self) -> list[Opportunity]:
         return self._route_mined(None, final=True)
 
-    def _apply(self, batch: np.ndarray, search: bool) -> list[Opportunity]:
-        """Apply the batch (own book) or read its outcome (the engine's), count, and screen."""
+    def _apply(self, batch: np.ndarray, search: bool) -> tuple[list[Opportunity], int]:
+        """Apply the batch (own book) or read its outcome (the engine's), count, and screen;
+        returns what was found and how many rows were mined."""
         outcome = self.book.outcome_for(batch) if self._shared else self.book.apply(batch)
-        counts = np.bincount(outcome["status"], minlength=len(STATUS_NAMES)).tolist()
+        counts = status_counts(outcome)
         st = self._stats
         for status, key in _COUNTER.items():
             st[key] += counts[status]
-        st["reverted"] += sum(counts[s] for s in _REVERTED)
-        if counts[STATUS_NOT_PENDING] == len(batch):
-            return []
-        found = self._pending(batch, search)
-        st["opportunities"] += len(found)
-        return found
+        st["reverted"] += (counts[STATUS_REVERTED_SLIPPAGE] + counts[STATUS_REVERTED_ZERO]
+                           + counts[STATUS_REVERTED_OVERFLOW])
+        mined = counts[STATUS_NOT_PENDING]
+        if mined == len(batch):
+            return [], mined
+        found = self.screen(batch, search=search)
+        if not len(found):
+            return [], mined
+        opportunities = self._opportunities(batch, found)
+        st["opportunities"] += len(opportunities)
+        return opportunities, mined
 
     # -- mined swaps ------------------------------------------------------------------------------
     def _route_mined(self, rows: np.ndarray | None, final: bool) -> list[Opportunity]:
@@ -168,10 +187,12 @@ class BookStrategy:
         return found
 
     # -- subclasses -------------------------------------------------------------------------------
-    def _setup(self, book: PoolBook, prices) -> None:
+    def _make_screen(self, book: PoolBook, prices):
+        """The compiled screen to run on each batch (``ArbitrageScreen``, ``SandwichScreen``)."""
         raise NotImplementedError
 
-    def _pending(self, batch: np.ndarray, search: bool) -> list[Opportunity]:
+    def _opportunities(self, batch: np.ndarray, found: np.ndarray) -> list[Opportunity]:
+        """Opportunities for the rows the screen found in ``batch``."""
         raise NotImplementedError
 
     def _inspect(self, ready: np.ndarray) -> list[Opportunity]:

@@ -49,6 +49,7 @@ cdef class PoolBook:
     cdef uint64_t counts[8]          # rows per status since creation
     cdef int _readers                # GIL-free readers in flight (changed with the GIL held)
     cdef bint _writer                # an apply in flight (changed with the GIL held)
+    cdef bint _loaded                # __init__ ran: the arrays (and screens' sizes) are final
     cdef readonly object token_table
 
     cdef int _enter(self, bint write) except -1

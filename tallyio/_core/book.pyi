@@ -23,6 +23,8 @@ DEFAULT_FEE_NUM: int
 DEFAULT_FEE_DEN: int
 
 def load_table(pools: Any) -> Mapping[str, np.ndarray]: ...
+# rows per status of an OUTCOME_DTYPE array, indexed by STATUS_*
+def status_counts(outcome: np.ndarray) -> list[int]: ...
 
 class PoolBook:
     """Reserves of known Uniswap V2 pools (u256), updated by ``apply``."""

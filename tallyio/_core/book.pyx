@@ -239,6 +239,24 @@ def _int(words):
     return w[0] | (w[1] << 64) | (w[2] << 128) | (w[3] << 192)
 
 
+def status_counts(outcome):
+    """Rows per status of an outcome array, as a list indexed by ``STATUS_*`` (a C loop: numpy's
+    bincount would first copy the strided status column)."""
+    if not isinstance(outcome, np.ndarray) or outcome.dtype != OUTCOME_DTYPE or outcome.ndim != 1:
+        raise TypeError(f"outcome must be a 1-D array of OUTCOME_DTYPE, got "
+                        f"{getattr(outcome, 'dtype', type(outcome).__name__)}")
+    cdef uint64_t counts[8]
+    cdef Py_ssize_t n = outcome.shape[0], stride = outcome.strides[0], r
+    cdef const char *data = <const char *>cnp.PyArray_DATA(outcome)
+    cdef uint8_t st
+    memset(counts, 0, sizeof(counts))
+    for r in range(n):
+        st = (<const tio_book_outcome *>(data + r * stride)).status
+        if st < TIO_BOOK_NSTATUS:
+            counts[st] += 1
+    return [counts[k] for k in range(TIO_BOOK_NSTATUS)]
+
+
 @cython.final
 cdef class PoolBook:
     """PoolBook(table)
@@ -276,8 +294,12 @@ cdef class PoolBook:
         memset(self.counts, 0, sizeof(self.counts))
         self._readers = 0
         self._writer = False
+        self._loaded = False
 
     def __init__(self, table):
+        if self._loaded:
+            # screens hold per-pool state sized for this table: a book never changes its pools
+            raise TypeError("PoolBook is already initialised; build a new one for another table")
         if not isinstance(table, Mapping):
             raise TypeError(f"table must be a mapping of arrays (PoolBook.from_source takes a "
                             f"Market or an .npz path), got {type(table).__name__}")
@@ -364,6 +386,7 @@ cdef class PoolBook:
         self.t1key = <const uint64_t *>cnp.PyArray_DATA(k1)
         self._index = index
         self.token_table = tokens
+        self._loaded = True
 
     def _set_arrays(self, addr, t0, t1, r0, r1, fn, fd, start, sib):
         for a in (addr, t0, t1, r0, r1, fn, fd, start, sib):
@@ -461,8 +484,10 @@ cdef class PoolBook:
             row = data + r * stride
             oc = &o[r]
             idp[r] = (<const uint64_t *>(row + O_ID))[0]
+            # pool, status, zero_for_one and the padding after them: one store, so that an
+            # outcome's bytes are all defined (tobytes() of one apply is reproducible)
+            (<uint64_t *>oc)[0] = 0
             oc.pool = -1
-            oc.zero_for_one = 0
             if not ((<const uint8_t *>(row + O_FLAGS))[0] & PENDING):
                 status = TIO_BOOK_NOT_PENDING
             elif (<const uint8_t *>(row + O_PROTO))[0] != V2:
@@ -954,7 +979,7 @@ cdef class ArbitrageScreen(_Screen):
         cdef int64_t brow
         cdef int8_t si, sb
         cdef int rc
-        cdef double ratio
+        cdef double num, den
         cdef uint64_t gas, hi
         cdef tio_u256 gas_wei, cost, threshold
         cdef tio_u256 *xs[2]
@@ -963,6 +988,19 @@ cdef class ArbitrageScreen(_Screen):
         cdef tio_screen_pool *pi
         cdef tio_screen_pool *pj
         cdef uint64_t epoch
+        # the hot loop's arrays in locals: through self, each would be reloaded every iteration
+        # (the compiler cannot tell the stores to open_/pools from them)
+        cdef tio_screen_pool *pools = self.pools
+        cdef const int32_t *sib_start = self.book.sib_start
+        cdef const int32_t *sib = self.book.sib
+        cdef tio_u256 *br0 = self.book.r0
+        cdef tio_u256 *br1 = self.book.r1
+        cdef const double *lo = self.lo
+        cdef const double *hi_ = self.hi
+        cdef const uint8_t *flip = self.flip
+        cdef uint8_t *open_ = self.open_
+        cdef const int32_t *mirror = self.mirror
+        cdef int32_t *cand = self.cand
         memset(&best, 0, sizeof(best))  # set before it is read (kbest >= 0); quiets -Wuninitialized
         self.epoch += 1
         epoch = self.epoch
@@ -970,7 +1008,7 @@ cdef class ArbitrageScreen(_Screen):
         # (the others stay as the book holds them now, see _pool_at).
         for r in range(n_all - 1, -1, -1):
             if o[r].status == TIO_BOOK_APPLIED:
-                pi = &self.pools[o[r].pool]
+                pi = &pools[o[r].pool]
                 pi.r0 = <tio_u256 *>&o[r].reserve0_before
                 pi.r1 = <tio_u256 *>&o[r].reserve1_before
                 pi.stamp = epoch
@@ -979,31 +1017,32 @@ cdef class ArbitrageScreen(_Screen):
             if o[r].status != TIO_BOOK_APPLIED:
                 continue
             i = o[r].pool
-            pi = &self.pools[i]
+            pi = &pools[i]
             pi.r0 = <tio_u256 *>&o[r].reserve0_after
             pi.r1 = <tio_u256 *>&o[r].reserve1_after
             pi.f0, pi.f1, pi.fstamp = _f(pi.r0), _f(pi.r1), epoch
-            s0, s1 = self.book.sib_start[i], self.book.sib_start[i + 1]
+            s0, s1 = sib_start[i], sib_start[i + 1]
             if s0 == s1:
                 continue
             # the fee band against every sibling; pairs back inside it close
             nc = 0
             for k in range(s0, s1):
-                j = self.book.sib[k]
-                pj = _pool_at(self.pools, j, self.book.r0, self.book.r1, epoch)
-                # ratio of the two pools' prices (token1 per token0 of pool i)
-                if self.flip[k]:
+                j = sib[k]
+                pj = _pool_at(pools, j, br0, br1, epoch)
+                # the two pools' prices (token1 per token0 of pool i) as num / den > 0, compared
+                # with the band without a division
+                if flip[k]:
                     xs[1], ys[1] = pj.r1, pj.r0
-                    ratio = (pi.f1 * pj.f1) / (pi.f0 * pj.f0)
+                    num, den = pi.f1 * pj.f1, pi.f0 * pj.f0
                 else:
                     xs[1], ys[1] = pj.r0, pj.r1
-                    ratio = (pi.f1 * pj.f0) / (pi.f0 * pj.f1)
-                if (self.lo[k] < ratio < self.hi[k]) or not _gap_exact(
+                    num, den = pi.f1 * pj.f0, pi.f0 * pj.f1
+                if (lo[k] * den < num < hi_[k] * den) or not _gap_exact(
                         pi.r0, pi.r1, xs[1], ys[1], self.gg[k], self.dd[k]):
-                    self.open_[k] = 0
-                    self.open_[self.mirror[k]] = 0
+                    open_[k] = 0
+                    open_[mirror[k]] = 0
                 else:
-                    self.cand[nc] = <int32_t>k
+                    cand[nc] = <int32_t>k
                     nc += 1
             brow = r if sel == NULL else sel[r]
             if not do_search or brow < 0:

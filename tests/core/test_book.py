@@ -339,6 +339,14 @@ def test_a_book_made_with_new_is_empty_not_broken():
             cls.__new__(cls)(rows)
 
 
+def test_a_book_keeps_its_pools():
+    book = PoolBook(make_table([(1, 1, 2, 10, 10)]))
+    screen = ArbitrageScreen(book, PriceTable(addr(1)))
+    with pytest.raises(TypeError, match="already initialised"):
+        book.__init__(make_table([(1, 1, 2, 10, 10), (2, 1, 2, 10, 10)]))
+    assert len(book) == 1 and screen.book is book
+
+
 def test_apply_refuses_what_is_not_a_batch():
     book = PoolBook(make_table([(1, 1, 2, 10, 10)]))
     with pytest.raises(TypeError, match="rows must be a numpy array of TX_DTYPE"):
@@ -355,7 +363,8 @@ def test_outcome_for_matches_rows_by_id():
     assert book.outcome_for(rows) is out
     sub = rows[[4, 1, 2]]
     got = book.outcome_for(sub)
-    assert got.tobytes() == out[[4, 1, 2]].tobytes() and not got.flags.writeable
+    assert (got == out[[4, 1, 2]]).all() and not got.flags.writeable  # fields: fancy indexing
+    assert got["pool"].tolist() == [0, 0, 0]                           # leaves padding undefined
     stranger = make_rows([{"pool": 1, "token_in": 1, "amount_in": 1, "amount_out_min": 0, "id": 7}])
     with pytest.raises(ValueError, match="batch row id 7 was not in the book's last apply"):
         book.outcome_for(stranger)

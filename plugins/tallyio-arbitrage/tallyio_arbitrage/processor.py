@@ -44,6 +44,7 @@ class ArbitrageProcessor(BookStrategy):
     OPTIONS = ("pools", "gas_units", "min_profit", "max_scan", "weth", "prices")
     GROUP = ("block", "tx_index")  # cyclic arbitrages are found one transaction at a time
     STATS = ("candidates", "repeats", "oversized_tx")
+    SCREEN_STATS = ("candidates", "unpriced", "repeats")
 
     def __init__(self, pools: Any = None, *, gas_units: int = 200_000, min_profit: int = 0,
                  max_scan: int = 1024, weth: Any = None, prices: Any = None):
@@ -51,20 +52,12 @@ class ArbitrageProcessor(BookStrategy):
         super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
                          prices=prices)
 
-    def _setup(self, book, prices):
-        self.screen = ArbitrageScreen(book, prices, gas_units=self.gas_units,
-                                      min_profit=self.min_profit, max_scan=self.max_scan)
-        self._seen = self.screen.stats()
+    def _make_screen(self, book, prices):
+        return ArbitrageScreen(book, prices, gas_units=self.gas_units, min_profit=self.min_profit,
+                               max_scan=self.max_scan)
 
     # -- pending swaps ----------------------------------------------------------------------------
-    def _pending(self, batch, search):
-        found = self.screen(batch, search=search)
-        now = self.screen.stats()
-        for key in ("candidates", "unpriced", "repeats"):
-            self._stats[key] += now[key] - self._seen[key]
-        self._seen = now
-        if not len(found):
-            return []
+    def _opportunities(self, batch, found):
         book, units = self.book, self.gas_units
         amounts = {k: u256_column_to_ints(found[k]) for k in _AMOUNTS}
         rows = found["row"]

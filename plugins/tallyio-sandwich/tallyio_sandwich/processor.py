@@ -40,24 +40,17 @@ class SandwichProcessor(BookStrategy):
     name = "sandwich"
     OPTIONS = ("pools", "gas_units", "min_profit", "weth", "prices")
     GROUP = ("block",)  # sandwiches are found one block at a time
+    SCREEN_STATS = ("unpriced",)
 
     def __init__(self, pools: Any = None, *, gas_units: int = 120_000, min_profit: int = 0,
                  weth: Any = None, prices: Any = None):
         super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
                          prices=prices)
 
-    def _setup(self, book, prices):
-        self.screen = SandwichScreen(book, prices, gas_units=self.gas_units,
-                                     min_profit=self.min_profit)
-        self._seen = self.screen.stats()
+    def _make_screen(self, book, prices):
+        return SandwichScreen(book, prices, gas_units=self.gas_units, min_profit=self.min_profit)
 
-    def _pending(self, batch, search):
-        found = self.screen(batch, search=search)
-        now = self.screen.stats()
-        self._stats["unpriced"] += now["unpriced"] - self._seen["unpriced"]
-        self._seen = now
-        if not len(found):
-            return []
+    def _opportunities(self, batch, found):
         book, units = self.book, self.gas_units
         amounts = {k: u256_column_to_ints(found[k]) for k in _AMOUNTS}
         rows = found["row"]
