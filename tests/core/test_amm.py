@@ -107,7 +107,10 @@ def test_u256_add_sub_mul_flag_overflow(a, b):
 
 
 @SETTINGS
-@given(u256, u256)
+@given(u256, st.one_of(u256, st.integers(1 << 64, (1 << 128) - 1)))  # 2-word divisors: own path
+@example((0x8000000000000000 << 128) | 3, (0x8000000000000000 << 64) | 1)
+@example(MAX, (1 << 127) | 1)
+@example(MAX, (1 << 64) + 1)
 def test_u256_divmod(a, b):
     if b == 0:
         assert _primitive("divmod", a, b)[0] == 1

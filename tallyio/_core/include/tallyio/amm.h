@@ -56,6 +56,31 @@ static inline int tio_amm_fee_ok(uint32_t fee_num, uint32_t fee_den) {
 static inline void tio_amm_out_u256(tio_u256 *out, const tio_u256 *a, const tio_u256 *rin,
                                     const tio_u256 *rout, uint32_t g, uint32_t D) {
     uint64_t ag[5], num[9], den[6], q[9];
+    if (!(a->w[2] | a->w[3] | rin->w[2] | rin->w[3] | rout->w[2] | rout->w[3])) {
+        /* Every operand below 2^128 (uint112 reserves, real amounts): fixed-size straight-line
+         * products, 3-word a*g and denominator, 5-word numerator. */
+        uint64_t h0, h1, c = 0;
+        ag[0] = tio_mul64(a->w[0], g, &h0);
+        ag[1] = tio_addc(tio_mul64(a->w[1], g, &h1), h0, &c);
+        ag[2] = h1 + c;
+        uint64_t e0, e1;
+        den[0] = tio_mul64(rin->w[0], D, &e0);
+        c = 0;
+        den[1] = tio_addc(tio_mul64(rin->w[1], D, &e1), e0, &c);
+        den[2] = e1 + c;
+        c = 0;
+        den[0] = tio_addc(den[0], ag[0], &c);
+        den[1] = tio_addc(den[1], ag[1], &c);
+        den[2] = tio_addc(den[2], ag[2], &c); /* < 2^34: no carry out */
+        tio_limbs_mul(num, ag, 3, rout->w, 2);
+        int nn = tio_limbs_len(num, 5), dn = tio_limbs_len(den, 3);
+        tio_u256_from_u64(out, 0);
+        if (nn < dn) return; /* also a zero input or output reserve */
+        tio_limbs_divmod(q, NULL, num, nn, den, dn);
+        out->w[0] = q[0];
+        if (nn - dn >= 1) out->w[1] = q[1]; /* the quotient is below rout < 2^128 */
+        return;
+    }
     int an = tio_limbs_len(a->w, 4);
     if (an == 0) { tio_u256_from_u64(out, 0); return; }
     int rn = tio_limbs_len(rout->w, 4), inn = tio_limbs_len(rin->w, 4);
@@ -81,6 +106,15 @@ static inline void tio_amm_out_u256(tio_u256 *out, const tio_u256 *a, const tio_
  * a zero denominator, which the callers' checks rule out. */
 static inline int tio_amm_out_big(tio_big *out, const tio_big *a, const tio_big *rin,
                                   const tio_big *rout, uint32_t g, uint32_t D) {
+    if (a->n <= 4 && rin->n <= 4 && rout->n <= 4 && rin->n) { /* the common case: u256 words */
+        tio_u256 x, y, z, o;
+        tio_big_to_u256(&x, a);
+        tio_big_to_u256(&y, rin);
+        tio_big_to_u256(&z, rout);
+        tio_amm_out_u256(&o, &x, &y, &z, g, D);
+        tio_big_from_u256(out, &o);
+        return 0;
+    }
     tio_big ag, num, den;
     int e = tio_big_mul_u64(&ag, a, g);
     e |= tio_big_mul(&num, &ag, rout);
@@ -202,8 +236,10 @@ static inline int tio_sbig_cmp(const tio_sbig *a, const tio_sbig *b) {
 static inline int tio_sbig_floordiv(tio_sbig *q, const tio_sbig *a, const tio_big *b) {
     tio_big qq, rr;
     int neg = a->neg;
-    if (tio_big_divmod(&qq, &rr, &a->m, b)) return 1;
-    if (neg && rr.n && tio_big_add_u64(&qq, &qq, 1)) return 1;
+    if (tio_big_divmod(&qq, &rr, &a->m, b) || (neg && rr.n && tio_big_add_u64(&qq, &qq, 1))) {
+        tio_sbig_from_u64(q, 0, 0);
+        return 1;
+    }
     tio_sbig_set(q, &qq, neg);
     return 0;
 }
@@ -452,12 +488,21 @@ static inline int tio_amm_best_cross_pool(tio_amm_cross *res, const tio_u256 *xa
 /* ---------------------------------------------------------------- sandwich */
 
 typedef struct {
-    tio_big v, m, x, y; /* victim input, max(victim_min_out, 1), reserves in and out */
+    tio_big v, m, x, y;     /* victim input, max(victim_min_out, 1), reserves in and out */
+    tio_u256 v4, m4, x4, y4; /* the same as words, for the fast path */
     uint32_t g, D;
 } tio_amm__victim;
 
 /* Whether the victim still gets >= m after a front-run `front`: 1 yes, 0 no, -1 overflow. */
 static inline int tio_amm__survives(const tio_amm__victim *s, const tio_big *front) {
+    tio_u256 f4, got4, x24, y24, out4;
+    if (!tio_big_to_u256(&f4, front) && !tio_u256_add(&x24, &s->x4, &f4)) {
+        /* the front-run and the reserve it makes fit 256 bits: all in words */
+        tio_amm_out_u256(&got4, &f4, &s->x4, &s->y4, s->g, s->D);
+        tio_u256_sub(&y24, &s->y4, &got4); /* got < y */
+        tio_amm_out_u256(&out4, &s->v4, &x24, &y24, s->g, s->D);
+        return tio_u256_cmp(&out4, &s->m4) >= 0; /* m >= 1, so out > 0 too */
+    }
     tio_big got, x2, y2, out;
     if (tio_amm_out_big(&got, front, &s->x, &s->y, s->g, s->D)) return -1;
     if (tio_big_add(&x2, &s->x, front)) return -1;
@@ -566,6 +611,10 @@ static inline int tio_amm__victim_init(tio_amm__victim *s, const tio_u256 *victi
     if (s->m.n == 0) tio_big_from_u64(&s->m, 1);
     tio_big_from_u256(&s->x, reserve_in);
     tio_big_from_u256(&s->y, reserve_out);
+    s->v4 = *victim_in;
+    tio_big_to_u256(&s->m4, &s->m);
+    s->x4 = *reserve_in;
+    s->y4 = *reserve_out;
     s->g = fee_num;
     s->D = fee_den;
     return TIO_AMM_OK;

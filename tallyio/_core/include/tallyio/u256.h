@@ -219,17 +219,18 @@ static inline void tio_limbs_mul(uint64_t *r, const uint64_t *a, int an, const u
     }
 }
 
-/* Knuth's algorithm D (TAOCP 4.3.1; the word-size form of Hacker's Delight divmnu):
- * q[0..m-n+1) = u / v and, when r is not NULL, r[0..n) = u % v, for m >= n >= 1 and
- * v[n-1] != 0. u and v are left unchanged; q and r must not alias them. */
-static inline void tio_limbs_divmod(uint64_t *q, uint64_t *r, const uint64_t *u, int m,
-                                    const uint64_t *v, int n) {
-    if (n == 1) { /* short division: one 128/64 step per word */
-        uint64_t rem = 0, d = v[0];
-        for (int i = m - 1; i >= 0; i--) q[i] = tio_div128(rem, u[i], d, &rem);
-        if (r) r[0] = rem;
-        return;
-    }
+#if TIO_U256_GNUC
+#define TIO_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define TIO_ALWAYS_INLINE inline
+#endif
+
+/* Knuth's algorithm D (TAOCP 4.3.1; the word-size form of Hacker's Delight divmnu) for n >= 2;
+ * see tio_limbs_divmod. Always inlined so that each call with a constant n (the dispatch below)
+ * compiles to a loop-unrolled copy: the divisor loops dominate for the short operands of AMM
+ * math, more than the divq per quotient word. */
+static TIO_ALWAYS_INLINE void tio_limbs_divmod_n(uint64_t *q, uint64_t *r, const uint64_t *u,
+                                                 int m, const uint64_t *v, int n) {
     uint64_t un[TIO_BIG_LIMBS * 2 + 1], vn[TIO_BIG_LIMBS * 2];
     /* Normalise: shift v so its top bit is set; then every quotient digit estimated from the top
      * two words of the remainder is at most two too large. */
@@ -249,6 +250,10 @@ static inline void tio_limbs_divmod(uint64_t *q, uint64_t *r, const uint64_t *u,
     for (int j = m - n; j >= 0; j--) {
         uint64_t qhat, rhat;
         int rhat_ok; /* rhat < 2^64: the refinement test below is valid */
+        if (un[j + n] == 0 && un[j + n - 1] < vtop) { /* a zero digit (the top one, often) */
+            q[j] = 0;
+            continue;
+        }
         if (un[j + n] >= vtop) { /* == in fact: the running remainder is below v * 2^64 */
             qhat = ~0ULL;
             uint64_t c = 0;
@@ -293,6 +298,71 @@ static inline void tio_limbs_divmod(uint64_t *q, uint64_t *r, const uint64_t *u,
         } else {
             memcpy(r, un, (size_t)n * 8);
         }
+    }
+}
+
+/* (u2:u1:u0) / (d1:d0) for a normalised divisor (top bit of d1 set) and (u2:u1) < (d1:d0): the
+ * one-word quotient, the remainder in (*r1:*r0). Algorithm D's digit step with n = 2, where the
+ * estimate's refinement against d0 is the whole test (Knuth 4.3.1, exercise 21 / Hacker's Delight
+ * divlu): the refined digit is exact, so no multiply-subtract or add-back is needed. */
+static inline uint64_t tio_div3by2(uint64_t u2, uint64_t u1, uint64_t u0, uint64_t d1,
+                                   uint64_t d0, uint64_t *r1, uint64_t *r0) {
+    uint64_t q, rhat, c = 0;
+    int rhat_ok = 1;
+    if (u2 >= d1) { /* u2 == d1: the estimate is 2^64 - 1 */
+        q = ~0ULL;
+        rhat = tio_addc(u1, d1, &c);
+        rhat_ok = !c;
+    } else {
+        q = tio_div128(u2, u1, d1, &rhat);
+    }
+    while (rhat_ok) { /* at most twice */
+        uint64_t phi, plo = tio_mul64(q, d0, &phi);
+        if (phi < rhat || (phi == rhat && plo <= u0)) break;
+        q--;
+        c = 0;
+        rhat = tio_addc(rhat, d1, &c);
+        rhat_ok = !c;
+    }
+    /* remainder = (u2:u1:u0) - q * (d1:d0), below (d1:d0) */
+    uint64_t p1, p0 = tio_mul64(q, d0, &p1), b = 0;
+    uint64_t t1 = p1 + q * d1; /* the low 128 bits of q * d suffice: the rest cancels u2 */
+    *r0 = tio_subb(u0, p0, &b);
+    *r1 = tio_subb(u1, t1, &b);
+    return q;
+}
+
+/* q[0..m-n+1) = u / v and, when r is not NULL, r[0..n) = u % v, for m >= n >= 1 and
+ * v[n-1] != 0. u and v are left unchanged; q and r must not alias them. */
+static inline void tio_limbs_divmod(uint64_t *q, uint64_t *r, const uint64_t *u, int m,
+                                    const uint64_t *v, int n) {
+    switch (n) {
+    case 1: { /* short division: one 128/64 step per word */
+        uint64_t rem = 0, d = v[0];
+        for (int i = m - 1; i >= 0; i--) q[i] = tio_div128(rem, u[i], d, &rem);
+        if (r) r[0] = rem;
+        return;
+    }
+    case 2: { /* one 3-by-2 step per quotient word on the normalised operands */
+        int sh = tio_clz64(v[1]);
+        uint64_t d1 = sh ? (v[1] << sh) | (v[0] >> (64 - sh)) : v[1], d0 = v[0] << sh;
+        /* the top of u << sh: its words above m - 2 start the running remainder */
+        /* (r1:r0) = the top two words of u << sh, below d because r1 < 2^sh <= d1 */
+        uint64_t r1 = sh ? u[m - 1] >> (64 - sh) : 0;
+        uint64_t r0 = sh ? (u[m - 1] << sh) | (u[m - 2] >> (64 - sh)) : u[m - 1];
+        for (int j = m - 2; j >= 0; j--) {
+            uint64_t w = sh ? (u[j] << sh) | (j ? u[j - 1] >> (64 - sh) : 0) : u[j];
+            q[j] = tio_div3by2(r1, r0, w, d1, d0, &r1, &r0);
+        }
+        if (r) {
+            r[0] = sh ? (r0 >> sh) | (r1 << (64 - sh)) : r0;
+            r[1] = sh ? r1 >> sh : r1;
+        }
+        return;
+    }
+    case 3: tio_limbs_divmod_n(q, r, u, m, v, 3); return;
+    case 4: tio_limbs_divmod_n(q, r, u, m, v, 4); return;
+    default: tio_limbs_divmod_n(q, r, u, m, v, n); return;
     }
 }
 
