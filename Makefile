@@ -1,25 +1,32 @@
 # make run  - set up .venv (first time), build the compiled core, run the main job
 # make test - set up .venv (first time), build the compiled core, run the tests
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tallyio-installed
 
-.PHONY: run test build bench clean
+# the oldest and the newest Python of requires-python (tests/test_packaging.py keeps them in step)
+OLDEST_PYTHON := 3.10
+NEWEST_PYTHON := 3.13
+
+.PHONY: run test build bench dist test-packaging test-pythons clean
 
 # The venv is rebuilt when the project's dependencies change.
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
+# The project goes in editable without its extensions (TALLYIO_NO_EXTENSIONS): `build` compiles
+# each of them, once, where an editable install would compile them all and `build` again.
 $(STAMP): pyproject.toml setup.py $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=77" wheel
-	$(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench,monitoring]'
+	TALLYIO_NO_EXTENSIONS=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench,monitoring]'
 	# the example strategy and source plugins, found through the `tallyio` entry points
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
-# Cython rebuilds only what changed; editable installs do not rebuild on their own.
+# Compiles what changed since the last build: an extension whose sources (.pyx, cimported .pxd,
+# included headers) are newer, or whose flags differ (TALLYIO_DEBUG, TALLYIO_SANITIZE switched).
 build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace
 
@@ -35,5 +42,23 @@ bench: build
 	cd asv_bench && ../$(VENV)/bin/asv machine --yes > /dev/null && \
 		../$(VENV)/bin/asv run --python=same --quick --show-stderr
 
+# the sdist, and the wheel built from it, in dist/ (isolated builds: the build requirements bring Cython)
+dist: $(STAMP)
+	$(PY) -m build --outdir dist
+
+# builds the sdist and the wheel, checks what they hold, installs the wheel in a fresh venv and
+# runs it from outside the source tree (about 2 minutes)
+test-packaging: build
+	TALLYIO_TEST_PACKAGING=1 $(PY) -m pytest -q tests/test_packaging.py
+
+# the whole suite on the oldest and the newest supported Python, each in its own venv
+# (.venv-3.10, .venv-3.13); a Python is looked for in ~/.pyenv, then on PATH
+pyenv_python = $(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1)))
+find_python = $(or $(call pyenv_python,$(1)),$(shell command -v python$(1)),$(error python$(1) not found: pyenv install $(1), or put it on PATH))
+
+test-pythons:
+	$(MAKE) test VENV=.venv-$(OLDEST_PYTHON) PYTHON=$(call find_python,$(OLDEST_PYTHON))
+	$(MAKE) test VENV=.venv-$(NEWEST_PYTHON) PYTHON=$(call find_python,$(NEWEST_PYTHON))
+
 clean:
-	rm -rf build $(VENV) tallyio/_core/*.c tallyio/_core/*.so
+	rm -rf build dist $(VENV) .venv-3.* tallyio/_core/*.c tallyio/_core/*.so
