@@ -3,6 +3,8 @@ slots of one schedule; P99 of the decided rows and total throughput, TallyIO and
 same run (see tallyio.bench.kpi)."""
 from tallyio.bench import kpi
 
+from .common import missing_strategies, require_strategies
+
 THREADS = list(kpi.THREADS)
 SECONDS = 2.0
 
@@ -14,7 +16,12 @@ class ConcurrentOperations:
     unit = "ns"
 
     def setup_cache(self):
+        if missing_strategies():
+            return None  # setup skips every benchmark, with the reason
         return {t: kpi.concurrent_operations(t, SECONDS) for t in THREADS}
+
+    def setup(self, cache, threads, engine):
+        require_strategies()
 
     def track_p99(self, cache, threads, engine):
         return cache[threads][engine]["p99"]

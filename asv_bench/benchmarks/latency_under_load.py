@@ -4,6 +4,8 @@ same run (see tallyio.bench.kpi): the batched plain-Python engine, the per-item 
 with no strategy. ``track_undecided`` counts the rows a run did not decide (any is a failure)."""
 from tallyio.bench import kpi
 
+from .common import missing_strategies, require_strategies
+
 LOAD_FACTORS = list(kpi.LOAD_FACTORS)
 SECONDS = 2.0
 
@@ -15,7 +17,12 @@ class LatencyUnderLoad:
     unit = "ns"
 
     def setup_cache(self):
+        if missing_strategies():
+            return None  # setup skips every benchmark, with the reason
         return {lf: kpi.latency_under_load(lf, SECONDS) for lf in LOAD_FACTORS}
+
+    def setup(self, cache, load_factor, engine):
+        require_strategies()
 
     def track_p50(self, cache, load_factor, engine):
         return cache[load_factor][engine]["p50"]

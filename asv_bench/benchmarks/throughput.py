@@ -2,6 +2,8 @@
 steady-state memory."""
 from tallyio.bench import kpi
 
+from .common import missing_strategies, require_strategies
+
 
 class Saturation:
     params = list(kpi.ENGINES)
@@ -10,7 +12,12 @@ class Saturation:
     unit = "tx/s"
 
     def setup_cache(self):
+        if missing_strategies():
+            return None  # setup skips every benchmark, with the reason
         return kpi.saturation(200_000)
+
+    def setup(self, cache, engine):
+        require_strategies()
 
     def track_throughput(self, cache, engine):
         return cache[engine]["throughput_tps"]
@@ -25,6 +32,7 @@ class Memory:
     timeout = 600
 
     def setup(self):
+        require_strategies()
         kpi.workload(kpi.FEED_ROWS)  # the feed is built (or read) outside the measured region
 
     def peakmem_engine_run(self):
