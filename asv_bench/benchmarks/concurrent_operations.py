@@ -20,7 +20,7 @@ class ConcurrentOperations:
             return None  # setup skips every benchmark, with the reason
         return {t: kpi.concurrent_operations(t, SECONDS) for t in THREADS}
 
-    def setup(self, cache, threads, engine):
+    def setup(self, threads, engine):  # asv passes the params, not the cache, to setup
         require_strategies()
 
     def track_p99(self, cache, threads, engine):

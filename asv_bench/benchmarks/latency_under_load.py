@@ -21,7 +21,7 @@ class LatencyUnderLoad:
             return None  # setup skips every benchmark, with the reason
         return {lf: kpi.latency_under_load(lf, SECONDS) for lf in LOAD_FACTORS}
 
-    def setup(self, cache, load_factor, engine):
+    def setup(self, load_factor, engine):  # asv passes the params, not the cache, to setup
         require_strategies()
 
     def track_p50(self, cache, load_factor, engine):

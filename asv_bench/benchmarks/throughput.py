@@ -16,7 +16,7 @@ class Saturation:
             return None  # setup skips every benchmark, with the reason
         return kpi.saturation(200_000)
 
-    def setup(self, cache, engine):
+    def setup(self, engine):  # asv passes the params, not the cache, to setup
         require_strategies()
 
     def track_throughput(self, cache, engine):
