@@ -50,6 +50,11 @@ cdef extern from "tallyio/amm.h" nogil:
         int bound
 
     int tio_amm_fee_ok(uint32_t fee_num, uint32_t fee_den) noexcept nogil
+    # getAmountOut without the checks (reserve_in > 0 and a valid fee are the caller's): for
+    # loops over pools whose reserves and fees were validated once
+    void tio_amm_out_u256(tio_u256 *out, const tio_u256 *amount_in, const tio_u256 *reserve_in,
+                          const tio_u256 *reserve_out, uint32_t fee_num,
+                          uint32_t fee_den) noexcept nogil
     int tio_amm_get_amount_out(tio_u256 *out, const tio_u256 *amount_in,
                                const tio_u256 *reserve_in, const tio_u256 *reserve_out,
                                uint32_t fee_num, uint32_t fee_den) noexcept nogil
