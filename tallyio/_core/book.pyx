@@ -25,7 +25,7 @@ import numpy as np
 
 from tallyio._core.amm cimport (
     TIO_AMM_OK, TIO_AMM_OVERFLOW, tio_amm_best_cross_pool, tio_amm_best_sandwich, tio_amm_cross,
-    tio_amm_get_amount_out, tio_amm_sandwich, tio_u256, tio_u256_add, tio_u256_cmp,
+    tio_amm_out_u256, tio_amm_sandwich, tio_u256, tio_u256_add, tio_u256_cmp,
     tio_u256_from_u64, tio_u256_is_zero, tio_u256_mul, tio_u256_mul_full, tio_u256_sub, tio_u512,
     tio_u512_divmod)
 from tallyio._core.cache cimport StateCache
@@ -432,10 +432,10 @@ cdef class PoolBook:
         ``outcome``). Per row: ``pool`` (index, -1 when the row names no pool of the book),
         ``status`` (``STATUS_*``), ``zero_for_one``, ``amount_out`` and the pool's reserves
         before and after it. A swap on a known pool applies the exact ``getAmountOut`` with the
-        pool's fee; it reverts, changing nothing, on a zero input, a zero output or a zero reserve
-        (``REVERTED_ZERO``), an output below its ``amount_out_min`` (``REVERTED_SLIPPAGE``), or a
-        reserve that would pass 2**256 - 1 (``REVERTED_OVERFLOW``): never a crash or a wrapped
-        number. Rows it does not apply: ``NOT_PENDING`` (mined), ``NOT_V2``, ``UNKNOWN_POOL``
+        pool's fee; it reverts, changing nothing, on a zero input or a zero output
+        (``REVERTED_ZERO``; a zero reserve is refused at load, and no swap can empty a pool), an
+        output below its ``amount_out_min`` (``REVERTED_SLIPPAGE``), or a reserve that would pass
+        2**256 - 1 (``REVERTED_OVERFLOW``): never a crash or a wrapped number. Rows it does not apply: ``NOT_PENDING`` (mined), ``NOT_V2``, ``UNKNOWN_POOL``
         (no pool with that key and address), ``TOKEN_MISMATCH`` (token_in is neither of the
         pool's tokens; ``pool`` is set). A reverted or mismatched row on a known pool reports the
         pool's reserves as both before and after; rows without a pool report zeros.
@@ -475,7 +475,6 @@ cdef class PoolBook:
         cdef const char *rec
         cdef uint64_t tin
         cdef int64_t i = 0
-        cdef int rc
         cdef uint8_t status, z
         cdef tio_u256 ain, amin, aout, nin, nout
         cdef tio_u256 *rin = NULL
@@ -533,11 +532,11 @@ cdef class PoolBook:
                 oc.zero_for_one = z
                 memcpy(&ain, row + O_AIN, sizeof(tio_u256))
                 memcpy(&amin, row + O_AMIN, sizeof(tio_u256))
-                rc = tio_amm_get_amount_out(&aout, &ain, rin, rout, self.fee_num[i],
-                                            self.fee_den[i])
-                if rc != TIO_AMM_OK or tio_u256_is_zero(&aout):
-                    # zero input or reserve; the fees were checked at load, and the
-                    # output is below reserve_out, so nothing else can come back here
+                # getAmountOut without its checks: the fee was validated at load and
+                # reserves stay positive (refused at load when zero; an output is always
+                # below reserve_out), so only a zero input is left, and it buys zero
+                tio_amm_out_u256(&aout, &ain, rin, rout, self.fee_num[i], self.fee_den[i])
+                if tio_u256_is_zero(&aout):
                     status = TIO_BOOK_REVERTED_ZERO
                 elif tio_u256_cmp(&aout, &amin) < 0:
                     status = TIO_BOOK_REVERTED_SLIPPAGE
