@@ -278,3 +278,31 @@ def test_skipped_batches_keep_the_pool_state_current():
     assert [partial.book.reserves(i) for i in range(len(partial.book))] == \
         [full.book.reserves(i) for i in range(len(full.book))]
     assert partial.stats()["skipped"] == 300 and partial.stats()["candidates"] <= full.stats()["candidates"]
+
+
+def test_on_the_engines_book_the_same_as_on_its_own():
+    """The engine applies each batch to its one book (expired rows too) before the processors;
+    on that book the processor finds what it finds on its own, and never applies a row twice."""
+    from tallyio.amm import PoolBook
+    market = synthetic.Market(16, **SMALL)
+    records, planted = synthetic.generate_feed(16, 900, market, plant_arbitrage=4, **SMALL_FEED)
+    own = run(ArbitrageProcessor(market, gas_units=10), records, batch=100)
+    book = PoolBook.from_source(market)
+    proc = ArbitrageProcessor(gas_units=10)
+    proc.on_feed(market.to_arrays())  # the engine calls on_feed first: on_book still wins
+    proc.on_book(book)
+    found = []
+    for i in range(0, len(records), 100):
+        book.apply(records[i:i + 100])
+        found += proc.process(records[i:i + 100])
+    assert found == own and len(own) == 4
+    assert book.stats()["applied"] == len(records) == proc.stats()["applied"]
+    # an explicit pools option keeps the processor on its own book; None or a stranger is refused
+    mine = ArbitrageProcessor(market, gas_units=10)
+    mine.on_book(book)
+    assert mine.book is not book
+    proc2 = ArbitrageProcessor()
+    proc2.on_book(None)
+    assert len(proc2.book) == 0
+    with pytest.raises(TypeError, match="on_book takes a tallyio.amm.PoolBook"):
+        proc2.on_book(market.to_arrays())

@@ -226,3 +226,21 @@ def test_skipped_batches_keep_the_pool_state_current():
     run(partial, records[300:], batch=50)
     assert reserves(partial.book) == reserves(full.book)
     assert partial.stats()["skipped"] == 300
+
+
+def test_on_the_engines_book_the_same_as_on_its_own():
+    """The engine applies each batch to its one book before the processors; on that book the
+    processor finds what it finds on its own, judging each victim on the reserves before it."""
+    from tallyio.amm import PoolBook
+    market = synthetic.Market(17, **SMALL)
+    records, _ = synthetic.generate_feed(17, 900, market, plant_sandwich=4, **SMALL_FEED)
+    own = run(SandwichProcessor(market, gas_units=10), records, batch=100)
+    book = PoolBook.from_source(market)
+    proc = SandwichProcessor(gas_units=10)
+    proc.on_book(book)
+    found = []
+    for i in range(0, len(records), 100):
+        book.apply(records[i:i + 100])
+        found += proc.process(records[i:i + 100])
+    assert found == own and len(own) == 4
+    assert book.stats()["applied"] == len(records) == proc.stats()["applied"]
