@@ -39,7 +39,9 @@ cdef int check_kind(object kind) except -1:
 
 
 cdef str _thread_label(uint64_t ident):
-    t = threading._active.get(ident)
+    # threading keeps its Thread objects by get_ident(), which is pthread_self() on POSIX: the
+    # same id the ring stores. Private, hence the fallback to the bare id.
+    t = getattr(threading, "_active", {}).get(ident)
     return f"thread {ident} ({t.name!r})" if t is not None else f"thread {ident}"
 
 
