@@ -428,16 +428,15 @@ class Engine:
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
         self._apply_simd()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
+        # the book first: a processor that takes it need not build its own from the feed
+        self.book = self._build_book(meta)
         for slot in self.slots:
+            on_book = getattr(slot.proc, "on_book", None)
+            if self.book is not None and on_book is not None:
+                on_book(self.book)
             on_feed = getattr(slot.proc, "on_feed", None)
             if on_feed is not None:
                 on_feed(meta)
-        self.book = self._build_book(meta)
-        if self.book is not None:
-            for slot in self.slots:
-                on_book = getattr(slot.proc, "on_book", None)
-                if on_book is not None:
-                    on_book(self.book)
         self._stop_ingest = threading.Event()
         self._ingest_done = threading.Event()
         self._engine_done = threading.Event()
