@@ -54,7 +54,8 @@ class Sandwich(NamedTuple):
 
 
 def check_fee(fee, name: str = "fee") -> tuple[int, int]:
-    """``fee`` as ``(num, den)`` with ``0 < num < den < 2**32``; ValueError / TypeError naming it."""
+    """``fee`` as ``(num, den)`` with ``0 < num < den < 2**32``; ValueError or TypeError naming
+    ``name`` otherwise."""
     try:
         num, den = fee
         if isinstance(num, bool) or isinstance(den, bool):
@@ -206,7 +207,8 @@ def _result(d, xa, ya, xb, yb, optimal, fee_a=FEE, fee_b=FEE):
 
 def victim_survives(front: int, victim_in: int, victim_min_out: int, reserve_in: int,
                     reserve_out: int, fee=FEE) -> bool:
-    """Whether the victim's swap still pays at least ``max(victim_min_out, 1)`` after a front-run."""
+    """Whether the victim's swap still pays at least ``max(victim_min_out, 1)`` after a
+    front-run."""
     g, D = fee
     got = _out(front, reserve_in, reserve_out, g, D)
     out = _out(victim_in, reserve_in + front, reserve_out - got, g, D)
@@ -255,7 +257,8 @@ def max_frontrun(victim_in: int, victim_min_out: int, reserve_in: int, reserve_o
 
 def sandwich_gross(front: int, victim_in: int, reserve_in: int, reserve_out: int,
                    fee=FEE) -> tuple[int, int, int]:
-    """``(front_out, back_out, gross_profit)``: buy with ``front``, let the victim swap, sell all."""
+    """``(front_out, back_out, gross_profit)``: buy with ``front``, let the victim swap, sell
+    all."""
     g, D = fee
     got = _out(front, reserve_in, reserve_out, g, D)
     x, y = reserve_in + front, reserve_out - got

@@ -197,9 +197,10 @@ def _zero_reserve(**reserves):
 
 
 def best_cross_pool(xa, ya, xb, yb, threshold=0, max_scan=1024, fee_a=FEE, fee_b=FEE):
-    """best_cross_pool(xa, ya, xb, yb, threshold=0, max_scan=1024, fee_a=(997, 1000), fee_b=(997, 1000)) -> CrossPool | None
+    """best_cross_pool(xa, ya, xb, yb, threshold=0, max_scan=1024, fee_a=FEE, fee_b=FEE)
+    -> CrossPool | None
 
-    The input that maximizes the exact profit of selling X for Y on pool A (reserves ``xa``,
+    ``FEE`` is ``(997, 1000)``, Uniswap V2's. The input that maximizes the exact profit of selling X for Y on pool A (reserves ``xa``,
     ``ya``, fee ``fee_a``) and the Y back for X on pool B (``yb``, ``xb``, ``fee_b``): a
     ``CrossPool(amount_in, amount_mid, amount_out, gross_profit, optimal)``, or None unless some
     input's gross profit exceeds ``threshold``. ``optimal`` is True when the whole interval that
@@ -248,7 +249,7 @@ cdef int _victim_args(object victim_in, object victim_min_out, object reserve_in
 
 
 def max_frontrun(victim_in, victim_min_out, reserve_in, reserve_out, fee=FEE):
-    """max_frontrun(victim_in, victim_min_out, reserve_in, reserve_out, fee=(997, 1000)) -> int | None
+    """max_frontrun(victim_in, victim_min_out, reserve_in, reserve_out, fee=FEE) -> int | None
 
     The largest front-run (same direction as the victim) after which the victim's swap of
     ``victim_in`` still pays at least ``max(victim_min_out, 1)``; None when it fails even without
@@ -272,7 +273,8 @@ def max_frontrun(victim_in, victim_min_out, reserve_in, reserve_out, fee=FEE):
 
 
 def best_sandwich(victim_in, victim_min_out, reserve_in, reserve_out, fee=FEE):
-    """best_sandwich(victim_in, victim_min_out, reserve_in, reserve_out, fee=(997, 1000)) -> Sandwich | None
+    """best_sandwich(victim_in, victim_min_out, reserve_in, reserve_out, fee=FEE)
+    -> Sandwich | None
 
     The front-run to use against a victim selling ``victim_in`` with slippage bound
     ``victim_min_out`` into a pool of ``reserve_in`` / ``reserve_out``, and what it earns before
@@ -334,7 +336,8 @@ cdef cnp.ndarray fee_column(object f, Py_ssize_t n, str name):
 
 
 def get_amount_out_many(amount_in, reserve_in, reserve_out, fee_num=997, fee_den=1000):
-    """get_amount_out_many(amount_in, reserve_in, reserve_out, fee_num=997, fee_den=1000) -> (out, status)
+    """get_amount_out_many(amount_in, reserve_in, reserve_out, fee_num=997, fee_den=1000)
+    -> (out, status)
 
     ``get_amount_out`` of every row, without the GIL. The three amounts are (n, 4) uint64 arrays
     of u256 words (a TX_DTYPE field such as ``batch['amount_in']`` works in place); ``fee_num``

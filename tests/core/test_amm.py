@@ -527,7 +527,8 @@ def test_get_amount_out_many_reads_record_fields_in_place():
                                           rows["amount_out"])  # strided views, default fee
     assert status.tolist() == [amm.OK] * 3
     assert amm.from_u256_column(out) == [ref.get_amount_out(10**18, 10**21, 5 * 10**24),
-                                         ref.get_amount_out(1, 1, 1), ref.get_amount_out(MAX, MAX, 7)]
+                                         ref.get_amount_out(1, 1, 1),
+                                         ref.get_amount_out(MAX, MAX, 7)]
     _, status = amm.get_amount_out_many(rows["amount_in"], rows["amount_out_min"],
                                         rows["amount_out"], 1000, 1000)
     assert status.tolist() == [amm.BAD_FEE] * 3

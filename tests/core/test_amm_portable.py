@@ -118,7 +118,11 @@ int main(void) {
             u256_parse(&y, s4);
             int rc = tio_amm_best_sandwich(&res, &v, &m, &x, &y, 997, 1000);
             printf("%d ", rc);
-            if (rc == TIO_AMM_OK) { u256_print(&res.front_in); printf(" "); u256_print(&res.back_out); }
+            if (rc == TIO_AMM_OK) {
+                u256_print(&res.front_in);
+                printf(" ");
+                u256_print(&res.back_out);
+            }
         }
         printf("\n");
         fflush(stdout);
