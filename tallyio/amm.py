@@ -32,7 +32,7 @@ from tallyio._core.amm import (
 from tallyio.amm_reference import CrossPool, Sandwich
 from tallyio.errors import AmmOverflowError
 
-# The engine's one pool book and the strategies' screens over it (tallyio/_core/book.pyx, H2).
+# The engine's one pool book and the strategies' screens over it (tallyio/_core/book.pyx).
 from tallyio._core.book import (  # noqa: E402
     ARBITRAGE_DTYPE,
     OUTCOME_DTYPE,
