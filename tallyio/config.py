@@ -70,6 +70,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "max_age": (_NUM, 0.010, lambda v: 0 < v <= 3600, "in (0, 3600] seconds"),
         "spin": (_NUM, 50e-6, lambda v: 0 <= v <= 1, "in [0, 1] seconds"),
         "sleep": (_NUM, 0.0, lambda v: 0 <= v <= 0.1, "in [0, 0.1] seconds"),
+        "backoff": (_NUM, 1e-3, lambda v: 0 <= v <= 1, "in [0, 1] seconds"),
+        "park": ((bool,), True, None, "true or false"),
     },
     "breaker": {
         # per batch: a batch of a few hundred rows through Python strategies takes ~0.5 ms

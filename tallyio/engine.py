@@ -422,7 +422,8 @@ class Engine:
         src = cfg["source"]
         self.max_age = None if self.replay else b["max_age"]
         self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=self.max_age,
-                                idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"])
+                                idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"],
+                                backoff=b["backoff"], park=b["park"])
         self._batch_buffers = self._pooled_buffers(batch_size)
         self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
