@@ -222,8 +222,10 @@ class Engine:
 
     def _apply_system(self):
         """Check every optimization switch against the machine (``on`` and unavailable is a
-        start-up error); the threads apply affinity and priority to themselves as they start."""
+        start-up error) and settle what each does in this process; the threads apply affinity,
+        priority and their NUMA node to themselves as they start (``_tune``)."""
         from tallyio import system
+        from tallyio.system.allocator import in_process_allocator
         cfg = self.config
         modes = dict(cfg["optimizations"])
         topo = system.read_topology()
@@ -232,10 +234,21 @@ class Engine:
         sw = info["switches"]
         a = sw["cpu_affinity"]
         if modes["cpu_affinity"] == "auto" and a["active"] and len(topo.allowed_cpus) < 2:
-            a.update(active=False, state="inactive", reason="one allowed CPU: nothing to pin apart")
+            a.update(active=False, state="no effect", reason="one allowed CPU: nothing to pin apart")
         system.require_switches(info)
+        # allocator: an engine cannot swap malloc in a running interpreter; what counts is what is
+        # live ("on" without jemalloc preloaded is refused, naming the ways to preload it)
+        if sw["allocator"]["state"] != "error":
+            sw["allocator"].update(in_process_allocator(modes["allocator"]))
+        # numa: the engine's threads (see _tune) and its batch buffers go to the plan's node
+        self.numa_node = self.plan.critical_node if sw["numa"]["active"] else None
+        self.numa_cpus = frozenset()
+        if self.numa_node is not None:
+            node = next(n for n in topo.nodes if n.id == self.numa_node)
+            self.numa_cpus = frozenset(node.cpus) & frozenset(topo.allowed_cpus)
         self.switches = sw
         self.tunings = {}
+        self.numa_bindings = {}
 
     def _apply_simd(self):
         """The simd switch picks the kernels' level for this process (dedup hashing and any
@@ -247,10 +260,23 @@ class Engine:
         simd.set_level(level)
         self.switches["simd"]["reason"] = f"level {simd.level()}"
 
+    def _apply_prefetch(self):
+        """The prefetch switch sets the default prefetch distance of tallyio.gather and
+        PrefetchingIterator for this process: 0 when off, DEFAULT_DISTANCE otherwise. Only
+        processors calling them see it: the engine's own hot path calls neither ("no effect")."""
+        from tallyio._core import prefetch
+        off = self.config.switch("prefetch") == "off"
+        prefetch.set_default_distance(0 if off else prefetch.DEFAULT_DISTANCE)
+        self.prefetch_distance = prefetch.default_distance()
+        sw = self.switches["prefetch"]
+        sw["reason"] = f"default distance set to {self.prefetch_distance}; " + (
+            "off in config" if off else sw["reason"])
+
     def _pooled_buffers(self, batch_size: int):
         """With the memory_pool switch active: the batch and expired buffers, two blocks of a
         MemoryPool (huge-page backed where the machine allows) reused for every batch, so the
-        engine allocates nothing per batch. Otherwise None: each drain allocates its arrays."""
+        engine allocates nothing per batch; with numa active, the blocks are bound (mbind) to the
+        plan's node. Otherwise None: each drain allocates its arrays."""
         sw = self.switches["memory_pool"]
         if not sw["active"]:
             return None
@@ -260,14 +286,11 @@ class Engine:
             sw.update(active=False, state="inactive",
                       reason=f"a batch of {batch_size} rows ({need} B) exceeds a 2 MiB block")
             return None
-        node = None
-        if self.switches["numa"]["active"]:
-            from tallyio.system import current_node
-            node = current_node()
-        self.pool = MemoryPool(small=0, medium=0, large=0, huge=2, numa_node=node)
+        self.pool = MemoryPool(small=0, medium=0, large=0, huge=2, numa_node=self.numa_node)
         self._blocks = [self.pool.allocate(need), self.pool.allocate(need)]
         sw["reason"] = (f"batch buffers in 2 MiB blocks ({self.pool.stats()['classes']['huge']['pages']} "
-                        f"pages), reused for every batch")
+                        f"pages), reused for every batch"
+                        + (f", bound to node {self.numa_node}" if self.numa_node is not None else ""))
         return tuple(np.frombuffer(blk, dtype=TX_DTYPE, count=batch_size) for blk in self._blocks)
 
     def _release_buffers(self):
@@ -282,18 +305,30 @@ class Engine:
         self._blocks = []
 
     def _tune(self, name: str):
-        """Pin the calling engine thread and set its priority, per the switches (never raises:
-        availability was checked at start; a late failure is logged and reported)."""
+        """Pin the calling engine thread, set its priority and bind it to the NUMA node, per the
+        switches (never raises: availability was checked at start; a late failure is logged and
+        reported in ``tunings``/``numa_bindings``)."""
         from tallyio.system import tune_thread
         aff = self.config.switch("cpu_affinity") if self.switches["cpu_affinity"]["active"] else "off"
         rt = self.config.switch("realtime_priority") if self.switches["realtime_priority"]["active"] else "off"
-        if aff == "off" and rt == "off":
-            return
-        try:
-            self.tunings[name] = tune_thread(name, self.plan, affinity_mode=aff, realtime_mode=rt)
-        except Exception as exc:
-            self.tunings[name] = repr(exc)
-            log.error("could not tune thread %s: %s", name, exc)
+        pinned = False
+        if aff != "off" or rt != "off":
+            try:
+                t = self.tunings[name] = tune_thread(name, self.plan, affinity_mode=aff, realtime_mode=rt)
+                pinned = t.cpu is not None
+            except Exception as exc:
+                self.tunings[name] = repr(exc)
+                log.error("could not tune thread %s: %s", name, exc)
+        if self.numa_node is not None:
+            from tallyio.system.numa import bind_thread_to_node
+            # a thread pinned to its planned CPU (on the node) keeps that pin
+            confine = not (pinned and self.plan.cpu_of(name) in self.numa_cpus)
+            try:
+                self.numa_bindings[name] = bind_thread_to_node(self.numa_node, self.numa_cpus,
+                                                               confine=confine and bool(self.numa_cpus))
+            except (OSError, ValueError) as exc:
+                self.numa_bindings[name] = repr(exc)
+                log.error("could not bind thread %s to NUMA node %s: %s", name, self.numa_node, exc)
 
     def _build_processors(self):
         wanted = self.config["plugins"]["processors"] or list(self.registry.processors)
@@ -428,6 +463,7 @@ class Engine:
         self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
         self._apply_simd()
+        self._apply_prefetch()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
         # the book first: a processor that takes it need not build its own from the feed
         self.book = self._build_book(meta)

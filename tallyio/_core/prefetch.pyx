@@ -13,8 +13,35 @@ cdef extern from "numpy/arrayobject.h":
 
 _I64 = np.dtype(np.int64)  # what tio_gather reads (intp on 64-bit platforms)
 
+DEFAULT_DISTANCE = 8
+# The distance gather and PrefetchingIterator use when none is passed: the prefetch switch sets it
+# (tallyio.Engine: 0 when the switch is off, DEFAULT_DISTANCE otherwise). Process-wide, like
+# tallyio.simd.set_level; an explicit distance argument always wins.
+cdef size_t _default_distance = DEFAULT_DISTANCE
+
+
+def set_default_distance(distance):
+    """set_default_distance(distance)
+
+    The prefetch distance of every later ``gather`` and ``PrefetchingIterator`` call that passes
+    none (0: no prefetch). Returns the previous one. TypeError/ValueError as for ``distance``."""
+    global _default_distance
+    if distance is None:
+        raise TypeError("distance must be an int, got None")
+    cdef size_t d = check_distance(distance)
+    cdef size_t old = _default_distance
+    _default_distance = d
+    return old
+
+
+def default_distance():
+    """The distance ``gather`` and ``PrefetchingIterator`` use when none is passed."""
+    return _default_distance
+
 
 cdef size_t check_distance(object distance) except? 0:
+    if distance is None:
+        return _default_distance
     if isinstance(distance, bool) or not isinstance(distance, (int, np.integer)):
         raise TypeError(f"distance must be an int, got {distance!r}")
     if distance < 0:
@@ -25,11 +52,11 @@ cdef size_t check_distance(object distance) except? 0:
 
 
 cdef class PrefetchingIterator:
-    """PrefetchingIterator(array, distance=8)
+    """PrefetchingIterator(array, distance=None)
 
     Iterates over ``array`` like ``iter(array)`` (rows along the first axis), prefetching the
     cache lines of the row ``distance`` positions ahead of the one handed out. ``distance=0``
-    prefetches nothing. From Python each step costs far more than a cache miss, so the prefetch
+    prefetches nothing; ``None`` takes ``default_distance()`` (the prefetch switch). From Python each step costs far more than a cache miss, so the prefetch
     pays off for compiled callers, which walk the same iterator without the GIL (see
     ``prefetch.pxd``).
 
@@ -41,7 +68,7 @@ cdef class PrefetchingIterator:
 
     # Everything is set here, not in __init__: the nogil walkers read `it` and rely on `array`
     # keeping the rows alive, so no later call (a second __init__) may swap them.
-    def __cinit__(self, array, distance=8):
+    def __cinit__(self, array, distance=None):
         cdef cnp.ndarray a = np.asarray(array)
         cdef size_t d = check_distance(distance)
         cdef size_t span
@@ -60,7 +87,7 @@ cdef class PrefetchingIterator:
         self.array = a
         tio_pf_iter_init(&self.it, <char *>cnp.PyArray_DATA(a), a.strides[0], a.shape[0], span, d)
 
-    def __init__(self, array, distance=8):
+    def __init__(self, array, distance=None):
         pass
 
     @property
@@ -120,13 +147,14 @@ cdef class PrefetchingIterator:
                 f"distance={self.it.distance})")
 
 
-def gather(table, indices, distance=8):
-    """gather(table, indices, distance=8)
+def gather(table, indices, distance=None):
+    """gather(table, indices, distance=None)
 
     A new array ``out`` with ``out[i] = table[indices[i]]``, like ``numpy.take(table, indices)``,
     prefetching the row ``distance`` lookups ahead so that up to ``distance`` cache misses are in
     flight at once; this pays when ``table`` is larger than the last-level cache. ``distance=0``
-    is the same loop without prefetch. The copy runs without the GIL.
+    is the same loop without prefetch; ``None`` takes ``default_distance()`` (the prefetch
+    switch). The copy runs without the GIL.
 
     ``table``: a 1-D C-contiguous array of any fixed-size dtype (int64, ``TX_DTYPE``...).
     ``indices``: a 1-D integer array (int64/intp; other integer dtypes are converted); every index

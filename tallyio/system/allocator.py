@@ -181,3 +181,29 @@ def allocator_status(mode: str = "auto", *, library: str | None = None,
         return AllocatorStatus(mode, False, current, _missing(lib), None)
     return AllocatorStatus(mode, True, current, f"jemalloc installed at {lib}: the engine re-executes "
                                                 "under it at start-up", lib)
+
+
+LIBRARY_HINT = ("jemalloc must be in the process before its first malloc: run under `tallyio run` "
+                "(it re-executes under jemalloc), call tallyio.system.ensure_jemalloc() first thing "
+                "in the program, or start it with tallyio.system.jemalloc_env() (LD_PRELOAD)")
+
+
+def in_process_allocator(mode: str = "auto", *, maps_path: str = "/proc/self/maps") -> dict:
+    """The allocator switch as an ``Engine`` in this process sees it: ``{active, state, reason}``.
+
+    An engine cannot swap ``malloc`` once the interpreter runs, so the switch is what is already
+    live: jemalloc preloaded is ``"active"``; otherwise ``"auto"`` is ``"no effect"`` and ``"on"``
+    raises ``OptimizationUnavailableError`` with the ways to get jemalloc in (:data:`LIBRARY_HINT`);
+    ``"off"`` is ``"off"`` (a preloaded jemalloc stays: it cannot be unloaded either).
+    """
+    check_mode("allocator mode", mode)
+    current = live_allocator(maps_path)
+    if mode == "off":
+        return {"active": False, "state": "off",
+                "reason": "off in config" + (" (jemalloc preloaded all the same)" if current == "jemalloc" else "")}
+    if current == "jemalloc":
+        return {"active": True, "state": "active", "reason": "jemalloc preloaded in this process"}
+    if mode == "on":
+        raise OptimizationUnavailableError("allocator", f"{current} malloc is live in this process; {LIBRARY_HINT}")
+    return {"active": False, "state": "no effect",
+            "reason": f"{current} malloc is live in this process; {LIBRARY_HINT}"}

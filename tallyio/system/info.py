@@ -20,6 +20,13 @@ SWITCHES = ("circuit_breaker", "batching", "cpu_affinity", "realtime_priority", 
 SIMD_MODES = MODES + ("scalar", "avx2", "avx512")
 # What each SIMD level needs from the CPU (flags as /proc/cpuinfo spells them).
 _SIMD_FLAGS = {"scalar": (), "avx2": ("avx2",), "avx512": ("avx512f", "avx512bw")}
+# A switch whose mechanism is applied (or would be) but changes nothing here: one NUMA node, one
+# CPU, a setting no kernel on the engine's path reads. Not an error even when "on" asks for it,
+# except where the machine cannot honour "on" at all (numa, cpu_affinity: see info()).
+NO_EFFECT = "no effect"
+PREFETCH_REASON = ("sets the default prefetch distance of tallyio.gather and PrefetchingIterator "
+                   "(8 rows; 0 when off) for processors that call them; the engine's own hot path "
+                   "(drain, dedup, pool book) calls neither")
 _SHOWN_FLAGS = ("sse4_2", "avx", "avx2", "fma", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 
 
@@ -91,7 +98,9 @@ def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", to
     ``modes`` maps a switch (``SWITCHES``) to ``"auto"``, ``"on"`` or ``"off"`` (simd also takes a
     level); unnamed switches are ``"auto"``. A switch is ``active`` when its mode is not off and
     the machine supports it; ``state`` is ``"active"``, ``"inactive"`` (auto, unsupported),
-    ``"off"``, or ``"error"`` (on, unsupported: start-up would fail). The keyword arguments after
+    ``"no effect"`` (applied, or a no-op, but nothing here changes: one NUMA node, one CPU, the
+    prefetch distance the engine's hot path never reads), ``"off"``, or ``"error"`` (on,
+    unsupported: start-up would fail). The keyword arguments after
     ``modes`` replace what is read from the machine (tests, or a made-up machine via
     ``sysfs_root``). Never raises for a missing capability; ``ValueError`` for a bad mode.
     """
@@ -110,7 +119,8 @@ def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", to
     if not affinity.supported():
         avail["cpu_affinity"] = (False, "platform has no sched_setaffinity")
     elif len(topo.allowed_cpus) < 2:
-        avail["cpu_affinity"] = (False, f"one allowed CPU ({format_cpulist(topo.allowed_cpus)}): nothing to pin apart")
+        avail["cpu_affinity"] = (False, f"one allowed CPU ({format_cpulist(topo.allowed_cpus)}): nothing to pin apart",
+                                 NO_EFFECT)
     else:
         avail["cpu_affinity"] = (True, f"{len(topo.allowed_cpus)} allowed CPUs, plan: "
                                        + ", ".join(f"{t}->{c}" for t, c in plan.critical.items()))
@@ -121,14 +131,15 @@ def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", to
     avail["realtime_priority"] = (reason is None, reason or f"SCHED_FIFO priority {rt_priority} permitted")
     usable = topo.usable_nodes
     if len(usable) > 1:
-        avail["numa"] = (True, f"{len(usable)} NUMA nodes with allowed CPUs")
+        avail["numa"] = (True, f"{len(usable)} NUMA nodes with allowed CPUs: engine threads and batch buffers "
+                               f"bound to node {plan.critical_node} (the core plan's critical node)")
     elif not topo.has_numa_info:
-        avail["numa"] = (False, "no NUMA information (one node assumed)")
+        avail["numa"] = (False, "no NUMA information (one node assumed): binding is a no-op", NO_EFFECT)
     else:
-        avail["numa"] = (False, "one NUMA node")
+        avail["numa"] = (False, "one NUMA node: binding is a no-op", NO_EFFECT)
     avail["memory_pool"] = ((True, "compiled pool" + (", bound per NUMA node" if len(usable) > 1 else ""))
                             if _module_built("tallyio._core.pool") else (False, "pool module not built"))
-    avail["prefetch"] = ((True, "compiled prefetching iterator") if _module_built("tallyio._core.prefetch")
+    avail["prefetch"] = ((True, PREFETCH_REASON, NO_EFFECT) if _module_built("tallyio._core.prefetch")
                          else (False, "prefetch module not built"))
     avail["simd"] = _simd(flags, modes["simd"], simd_loader)
     a = allocator_status("auto", library=jemalloc_library, maps_path=maps_path)
@@ -136,14 +147,17 @@ def info(modes: Mapping[str, str] | None = None, *, sysfs_root: str = "/sys", to
 
     switches = {}
     for s in SWITCHES:
-        ok, why = avail[s]
+        ok, why, *kind = avail[s]
+        no_effect = bool(kind)
         mode = modes[s]
         if mode == "off":
             state, active = "off", False
         elif ok:
-            state, active = "active", True
+            state, active = (NO_EFFECT, False) if no_effect else ("active", True)
+        elif mode != "auto":
+            state, active = "error", False
         else:
-            state, active = ("error" if mode != "auto" else "inactive"), False
+            state, active = (NO_EFFECT if no_effect else "inactive"), False
         switches[s] = {"mode": mode, "available": ok, "active": active, "state": state, "reason": why}
     return {"topology": topo.as_dict(), "plan": plan.as_dict(), "allocator": a.allocator,
             "cpu_flags": [f for f in _SHOWN_FLAGS if f in flags],

@@ -8,6 +8,7 @@ straight to it.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -203,3 +204,87 @@ class NumaScheduler:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+# ---- memory policy of the calling thread, and of a range of memory (ctypes, no libnuma) ----------
+
+MPOL_DEFAULT, MPOL_PREFERRED, MPOL_BIND = 0, 1, 2
+_MPOL_F_ADDR = 2
+_MASK_WORDS = 16  # 1024 nodes, as the pool's mbind
+# (set_mempolicy, get_mempolicy) syscall numbers by machine
+_SYSCALLS = {"x86_64": (238, 239), "aarch64": (237, 236)}
+
+
+def _syscall_numbers() -> tuple[int, int]:
+    import platform
+    nrs = _SYSCALLS.get(platform.machine())
+    if nrs is None:
+        raise OSError(f"memory policy syscalls unknown on {platform.machine()}")
+    return nrs
+
+
+def _libc():
+    import ctypes
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def set_thread_mempolicy(node: int | None, mode: int = MPOL_PREFERRED) -> None:
+    """Set the calling thread's memory policy: its new pages come from ``node`` (``MPOL_PREFERRED``
+    falls back to other nodes when ``node`` is full; ``MPOL_BIND`` does not). ``None`` restores
+    the default (local allocation). ``OSError`` from the kernel (an offline node) or on a
+    platform without the syscall."""
+    ctypes, libc = _libc()
+    nr_set, _ = _syscall_numbers()
+    if node is None:
+        rc = libc.syscall(ctypes.c_long(nr_set), ctypes.c_long(MPOL_DEFAULT), None, ctypes.c_ulong(0))
+    else:
+        if isinstance(node, bool) or not isinstance(node, int) or not 0 <= node < 64 * _MASK_WORDS:
+            raise ValueError(f"node must be an integer in 0..{64 * _MASK_WORDS - 1}, got {node!r}")
+        mask = (ctypes.c_ulong * _MASK_WORDS)()
+        mask[node // 64] = 1 << (node % 64)
+        rc = libc.syscall(ctypes.c_long(nr_set), ctypes.c_long(mode), mask,
+                          ctypes.c_ulong(64 * _MASK_WORDS + 1))
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"set_mempolicy(node {node}): {os.strerror(err)}")
+
+
+def get_mempolicy(address: int | None = None) -> tuple[int, frozenset[int]]:
+    """``(mode, nodes)``: the calling thread's memory policy, or with ``address`` the policy of
+    the memory holding that address (what ``mbind`` set). ``mode`` is ``MPOL_DEFAULT`` (0),
+    ``MPOL_PREFERRED`` (1), ``MPOL_BIND`` (2)..."""
+    ctypes, libc = _libc()
+    _, nr_get = _syscall_numbers()
+    mode = ctypes.c_int(-1)
+    mask = (ctypes.c_ulong * _MASK_WORDS)()
+    rc = libc.syscall(ctypes.c_long(nr_get), ctypes.byref(mode), mask, ctypes.c_ulong(64 * _MASK_WORDS + 1),
+                      ctypes.c_void_p(address or 0), ctypes.c_ulong(_MPOL_F_ADDR if address else 0))
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"get_mempolicy: {os.strerror(err)}")
+    nodes = frozenset(w * 64 + b for w in range(_MASK_WORDS) for b in range(64) if mask[w] >> b & 1)
+    return mode.value, nodes
+
+
+@dataclass(frozen=True)
+class NodeBinding:
+    """What :func:`bind_thread_to_node` did for one thread: its node, the CPUs it was confined to
+    (None: left as they were, e.g. already pinned to one CPU of the node), and why."""
+
+    node: int
+    cpus: frozenset[int] | None
+    reason: str
+
+
+def bind_thread_to_node(node: int, cpus, *, confine: bool = True) -> NodeBinding:
+    """Bind the calling thread to NUMA ``node``: its new memory preferred from the node
+    (``set_mempolicy``) and, with ``confine``, its CPUs limited to ``cpus`` (the node's allowed
+    CPUs). The engine calls it in each of its threads at start when the numa switch is active,
+    after pinning (a thread pinned to one CPU of the node keeps that pin: ``confine=False``).
+    ``OSError``/``ValueError`` when the kernel refuses."""
+    set_thread_mempolicy(node, MPOL_PREFERRED)
+    if confine:
+        got = pin_thread(frozenset(cpus))
+        return NodeBinding(node, frozenset(cpus), f"memory preferred from node {node}, cpus "
+                                                  f"{format_cpulist(sorted(cpus))} (was {format_cpulist(sorted(got))})")
+    return NodeBinding(node, None, f"memory preferred from node {node}; cpu pin kept")

@@ -14,13 +14,16 @@ def test_info_on_this_machine():
     assert list(d["switches"]) == list(SWITCHES)
     for name, s in d["switches"].items():
         assert s["mode"] == "auto"
-        assert s["state"] in ("active", "inactive")
-        assert s["active"] is s["available"] is (s["state"] == "active")
+        assert s["state"] in ("active", "inactive", "no effect")
+        assert s["active"] is (s["state"] == "active")
         assert s["reason"], name
+    # prefetch: no kernel on the engine's hot path reads it, and it says so
+    assert d["switches"]["prefetch"]["state"] == "no effect"
+    assert "calls neither" in d["switches"]["prefetch"]["reason"]
     # This machine has one NUMA node.
     if len(d["topology"]["nodes"]) == 1:
         assert d["switches"]["numa"] == {"mode": "auto", "available": False, "active": False,
-                                         "state": "inactive", "reason": "one NUMA node"}
+                                         "state": "no effect", "reason": "one NUMA node: binding is a no-op"}
     json.dumps(d)  # plain data all the way down
     text = format_info(d)
     for name in SWITCHES:
