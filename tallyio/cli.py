@@ -58,19 +58,32 @@ def _cmd_bench(args) -> int:
     from tallyio.bench._harness import format_table
 
     try:
-        if args.repeats < 1:
+        if args.repeats is not None and args.repeats < 1:
             raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
         _check_writable("--json", args.json)
     except UsageError as e:
         print(f"tallyio bench: {e}", file=sys.stderr)
         return 2
     if args.ab:
-        from tallyio.bench.ab import format_ab, run
+        from tallyio.bench.ab import MIN_TRIALS, format_ab, run
         try:
-            print(format_ab(run(args.ab, repeats=args.repeats)))
+            d = run(args.ab, repeats=args.repeats or MIN_TRIALS, max_load=args.max_load,
+                    require_quiet=args.require_quiet,
+                    progress=lambda msg: print(f"  {msg}", file=sys.stderr))
         except ValueError as e:
             print(f"tallyio bench: {e}", file=sys.stderr)
             return 2
+        except RuntimeError as e:  # --require-quiet on a busy machine
+            print(f"tallyio bench: {e}", file=sys.stderr)
+            return 1
+        print(format_ab(d))
+        if args.json:
+            def write_ab(path):
+                with open(path, "w") as f:
+                    json.dump(d, f, indent=2, default=str)
+            if not _write_json("--json", args.json, write_ab):
+                return 1
+            print(f"results written to {args.json}")
         return 0
     areas = args.area or list(AREAS)
     unknown = [a for a in areas if a not in AREAS and a not in ("kpi", "monitoring")]
@@ -86,7 +99,7 @@ def _cmd_bench(args) -> int:
             continue
         if area == "kpi":
             from tallyio.bench.kpi import kpi_results, kpi_table
-            results = kpi_results(quick=args.quick, repeats=args.repeats)
+            results = kpi_results(quick=args.quick, repeats=args.repeats or 3)
             print(kpi_table(results))
             if args.json:
                 def write(path):
@@ -250,10 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("area", nargs="*", help="areas to run (default: every micro comparison; "
                    "'kpi' runs the plan's KPI suite against a plain-Python engine)")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
-    b.add_argument("--ab", metavar="SWITCH", help="A/B one optimization switch, on vs off")
-    b.add_argument("--repeats", type=int, default=3,
-                   help="trials per arm for --ab, runs per engine for kpi (default 3)")
-    b.add_argument("--json", metavar="PATH", help="write the kpi results as JSON (for plots)")
+    b.add_argument("--ab", metavar="SWITCH", help="A/B an optimization switch (or 'all'), on vs "
+                   "off, in fresh processes; verdict by Mann-Whitney U over the trials")
+    b.add_argument("--repeats", type=int, default=None,
+                   help="trials per arm for --ab (default 5), runs per engine for kpi (default 3)")
+    b.add_argument("--require-quiet", action="store_true",
+                   help="--ab: refuse to run when the 1-minute load average exceeds --max-load")
+    b.add_argument("--max-load", type=float, default=1.0,
+                   help="--ab: load average above which the machine is busy (default 1.0)")
+    b.add_argument("--json", metavar="PATH", help="write the kpi or --ab results as JSON")
     b.set_defaults(func=_cmd_bench)
     return p
 
