@@ -285,9 +285,11 @@ class PrometheusExporter:
             cpu.add_metric([name], t["cpu_percent"])
         yield cpu
         opt = GaugeMetricFamily("tallyio_optimization_active",
-                                "1 when the optimization is live", labels=["switch", "mode"])
+                                "1 when the optimization is live (state: active, inactive, "
+                                "no effect, off)", labels=["switch", "mode", "state"])
         for name, s in sorted(m["optimizations"].items()):
-            opt.add_metric([name, s["mode"]], 1.0 if s["active"] else 0.0)
+            opt.add_metric([name, s["mode"], s.get("state", "active" if s["active"] else "off")],
+                           1.0 if s["active"] else 0.0)
         yield opt
         if m["pool"]:
             use = GaugeMetricFamily("tallyio_pool_blocks_in_use", "Memory pool blocks in use",
