@@ -1,6 +1,11 @@
 """Wake-up cost of the drain's wait policy: producer push -> consumer returns, median and p99.
 
     .venv/bin/python tests/core/measure_wake.py [--samples 2000] [--gap 0.002]
+    .venv/bin/python tests/core/measure_wake.py --idle
+
+``--idle`` measures instead the CPU an idle consumer uses in one second: an engine-style loop
+around ``BatchDrain.drain_into`` (1 ms idle timeout) and an idle ``BatchProcessor`` worker, each
+with ``park=True`` (the default) and ``park=False``.
 
 For each policy a producer thread pushes one int64 row (its own ``now_ns()`` stamp) every
 ``gap`` seconds; the consumer thread sits in ``BatchDrain.drain()`` (batch_size 1) and records
@@ -16,7 +21,9 @@ import os
 import threading
 import time
 
-from tallyio import BatchDrain, LatencyHistogram, Ring, now_ns
+import numpy as np
+
+from tallyio import BatchDrain, BatchProcessor, LatencyHistogram, Ring, now_ns
 
 
 def measure(policy: dict, samples: int, gap: float, cpus: list[int]) -> LatencyHistogram:
@@ -50,11 +57,47 @@ def measure(policy: dict, samples: int, gap: float, cpus: list[int]) -> LatencyH
     return hist
 
 
+def _thread_cpu(native_id: int) -> float:
+    with open(f"/proc/self/task/{native_id}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle() -> None:
+    print(f"{'idle for 1 s':<52} {'CPU':>8}  parks")
+    for park in (True, False):
+        ring = Ring(1024, kind="spsc")
+        d = BatchDrain(ring, 64, batch_timeout=50e-6, idle_timeout=1e-3, park=park)
+        out = np.empty(64, np.int64)
+        cpu0, calls = time.thread_time(), 0
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            d.drain_into(out)
+            calls += 1
+        cpu = time.thread_time() - cpu0
+        print(f"{f'BatchDrain loop, idle_timeout 1 ms, park={park}':<52} "
+              f"{100 * cpu:7.1f}%  {ring.stats()['parks']} in {calls} calls")
+    for park in (True, False):
+        with BatchProcessor(lambda xs: xs, park=park) as bp:
+            bp.submit(1).result()
+            tid = bp._thread.native_id
+            time.sleep(0.1)
+            c0 = _thread_cpu(tid)
+            time.sleep(1.0)
+            cpu = _thread_cpu(tid) - c0
+            print(f"{f'BatchProcessor worker, park={park}':<52} {100 * cpu:7.1f}%  "
+                  f"{bp._queue.stats()['parks']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--gap", type=float, default=0.002, help="seconds between pushes")
+    ap.add_argument("--idle", action="store_true", help="measure idle CPU instead")
     args = ap.parse_args()
+    if args.idle:
+        idle()
+        return
     cpus = sorted(os.sched_getaffinity(0))[:2]
     policies = {
         "park (spin=0, backoff=0)": dict(spin=0.0, backoff=0.0, park=True),
