@@ -92,7 +92,22 @@ def _cmd_bench(args) -> int:
               f"kpi, monitoring",
               file=sys.stderr)
         return 2
+    micro = [a for a in areas if a in AREAS]
+    if args.json and micro and "kpi" in areas:
+        print("tallyio bench: --json writes either the kpi results or the micro ones; run kpi "
+              "on its own", file=sys.stderr)
+        return 2
+    results = None
+    if args.json and micro:
+        from tallyio.bench._harness import micro_results
+
+        def show(area, comparisons):
+            print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
+            print(format_table(comparisons))
+        results = micro_results(micro, quick=args.quick, on_area=show)
     for area in areas:
+        if results is not None and area in AREAS:
+            continue
         if area == "monitoring":
             from tallyio.bench.monitoring import format_overhead, run_overhead
             print(format_overhead(run_overhead(repeats=2 if args.quick else 3)))
@@ -112,6 +127,14 @@ def _cmd_bench(args) -> int:
         mod = importlib.import_module(f"tallyio.bench.{area}")
         print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
         print(format_table(mod.run(quick=args.quick)))
+    if results is not None:
+        def write_micro(path):
+            with open(path, "w") as f:
+                json.dump(results, f, indent=2, default=str)
+                f.write("\n")
+        if not _write_json("--json", args.json, write_micro):
+            return 1
+        print(f"results written to {args.json}")
     return 0
 
 
@@ -271,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--ab: refuse to run when the 1-minute load average exceeds --max-load")
     b.add_argument("--max-load", type=float, default=1.0,
                    help="--ab: load average above which the machine is busy (default 1.0)")
-    b.add_argument("--json", metavar="PATH", help="write the kpi or --ab results as JSON")
+    b.add_argument("--json", metavar="PATH", help="write the kpi, --ab or micro results as JSON")
     b.set_defaults(func=_cmd_bench)
     return p
 
