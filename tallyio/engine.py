@@ -39,7 +39,7 @@ from tallyio import plugins as _plugins
 from tallyio._core.batch import BatchDrain
 from tallyio._core.clock import now_ns
 from tallyio._core.hist import LatencyHistogram
-from tallyio._core.ingest import Pacer, record_since
+from tallyio._core.ingest import Pacer, drain_batch, record_since
 from tallyio._core.ring import Ring
 from tallyio.dedup import Dedup
 from tallyio.errors import CircuitOpenError, ProcessorResultError, TallyIOError
@@ -459,7 +459,9 @@ class Engine:
         self.drain = BatchDrain(self.ring, batch_size, b["batch_timeout"], max_age=self.max_age,
                                 idle_timeout=b["idle_timeout"], spin=b["spin"], sleep=b["sleep"],
                                 backoff=b["backoff"], park=b["park"])
-        self._batch_buffers = self._pooled_buffers(batch_size)
+        # two buffers reused for every batch: in the memory pool when it is on, else plain arrays
+        self._batch_buffers = self._pooled_buffers(batch_size) or (
+            np.empty(batch_size, TX_DTYPE), np.empty(batch_size, TX_DTYPE))
         self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
         self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
         self._apply_simd()
@@ -710,21 +712,19 @@ class Engine:
         self.settled += lost
 
     def _drain_loop(self):
-        drain, drain_into, ring = self.drain.drain, self.drain.drain_into, self.ring
-        buffers = self._batch_buffers
+        drain, ring = self.drain, self.ring
+        out, old = self._batch_buffers
         dedup, book = self.dedup, self.book
         slots = self.slots
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
+        stage, stage_window = self.stage_ingest, self.ingest_window
         while True:
-            if buffers is None:
-                batch, expired = drain()
-                n_expired = len(expired)
-            else:
-                n, n_expired = drain_into(*buffers)
-                batch = buffers[0][:n]
-                expired = buffers[1][:n_expired]
-            self._in_hand = len(batch) + n_expired
+            # drain and record the rows' wait in the ring: one GIL-free call
+            n, n_expired, t_drained = drain_batch(drain, out, old, stage, stage_window.current)
+            batch = out[:n]
+            expired = old[:n_expired]
+            self._in_hand = n + n_expired
             if n_expired:
                 # expired rows are not searched, but the pool state still follows them (once)
                 if book is not None:
@@ -750,8 +750,6 @@ class Engine:
                     if self._closing.is_set():
                         break
                 continue
-            t_drained = now_ns()
-            record_since(batch, t_drained, self.stage_ingest, self.ingest_window.current)
             self.batch_sizes.record(n)
             if book is not None:
                 book.apply(batch)  # once, in order, before any processor looks at the batch

@@ -21,3 +21,6 @@ class Pacer:
 
 def record_since(rows: np.ndarray, t_ns: int, a: LatencyHistogram,
                  b: LatencyHistogram | None = ...) -> int: ...
+
+def drain_batch(drain: object, out: np.ndarray, expired: np.ndarray, a: LatencyHistogram,
+                b: LatencyHistogram | None = ...) -> tuple[int, int, int]: ...

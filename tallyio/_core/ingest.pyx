@@ -18,9 +18,10 @@ from libc.string cimport memcpy
 cimport numpy as cnp
 import numpy as np
 
+from tallyio._core.batch cimport BatchDrain
 from tallyio._core.clock cimport tio_now_ns
 from tallyio._core.hist cimport LatencyHistogram, tio_hist_record
-from tallyio._core.ring cimport Ring, tio_ring, tio_ring_push_many
+from tallyio._core.ring cimport Ring, tio_ring, tio_ring_claim_producer, tio_ring_push_many
 
 from tallyio.errors import TallyIOError
 from tallyio.record import TX_DTYPE
@@ -85,7 +86,7 @@ cdef class Pacer:
     tick_ns=20_000, on_full="block")
 
     Offers rows to ``ring`` on a schedule, stamping each row's ``arrival_ns`` with its scheduled
-    time, the GIL released for a whole chunk:
+    time, the GIL released for a whole chunk (the calling thread becomes an SPSC ring's producer):
 
     * ``rate > 0``: row ``k`` of the stream (counted across ``run`` calls) is due at
       ``t0_ns + (offset + k * stride) * 1e9 / rate``; ``offset``/``stride`` give several producers
@@ -170,6 +171,9 @@ cdef class Pacer:
         cdef uint64_t n = <uint64_t>a.shape[0], i = 0, j, taken, k
         cdef tio_ring *r = self.ring.r
         cdef int64_t now, due, first
+        cdef uint64_t owner = tio_ring_claim_producer(r)  # SPSC: one producer thread at a time
+        if owner:
+            self.ring._not_owner("producer", owner)
         with nogil:
             tio_ingest_fine_timer()
             while i < n and not tio_ingest_load(&self._stop):
@@ -230,3 +234,35 @@ def record_since(rows, int64_t t_ns, LatencyHistogram a not None, LatencyHistogr
             if both:
                 tio_hist_record(b.h, <uint64_t>v)
     return n
+
+
+def drain_batch(BatchDrain drain not None, out, expired, LatencyHistogram a not None,
+                LatencyHistogram b=None):
+    """One GIL-free call for the engine's per-batch bookkeeping: drain a batch into ``out``
+    (expired rows into ``expired`` when the drain has ``max_age``) and record each fresh row's
+    wait in the ring (drained time - ``arrival_ns``) into ``a`` (and ``b``).
+
+    Returns ``(n_fresh, n_expired, t_drained_ns)``; ``out``/``expired`` are arrays of the ring's
+    dtype with at least ``batch_size`` rows, validated here (with the GIL) on every call."""
+    cdef char *o = drain._buffer("out", out)
+    cdef char *old = drain._buffer("expired", expired) if drain.time_offset >= 0 else NULL
+    cdef uint64_t n = 0, n_old = 0, i
+    cdef int how
+    cdef int64_t t = 0, v
+    cdef bint both = b is not None
+    if drain.ring.dtype != TX_DTYPE:
+        raise TypeError(f"drain_batch needs a ring of TX_DTYPE rows, got {drain.ring.dtype}")
+    with nogil:
+        how = drain.drain_c(o, old, &n, &n_old)
+        if n:
+            t = <int64_t>tio_now_ns()
+            for i in range(n):
+                v = t - _arrival(o + i * ITEMSIZE)
+                if v < 0:
+                    v = 0
+                tio_hist_record(a.h, <uint64_t>v)
+                if both:
+                    tio_hist_record(b.h, <uint64_t>v)
+    if how < 0:
+        drain.check_consumer()
+    return n, n_old, t

@@ -210,16 +210,22 @@ def test_numa_on_one_node_is_no_effect_and_binds_nothing(monkeypatch):
 @pytest.mark.parametrize("mode", ["on", "off"])
 def test_memory_pool_batches_live_in_the_pool_blocks(mode):
     eng, probe = _engine({"memory_pool": mode})
-    spans = []
-    _run(eng, inside=lambda e: spans.extend(
-        (b.__array_interface__["data"][0], b.__array_interface__["data"][0] + b.nbytes)
-        for b in (e._batch_buffers or ())))
-    inside = [any(lo <= s["address"] < hi for lo, hi in spans) for s in probe.seen]
+    spans, bases = [], []
+
+    def look(e):
+        for b in e._batch_buffers:
+            spans.append((b.__array_interface__["data"][0],
+                          b.__array_interface__["data"][0] + b.nbytes))
+            bases.append(b.base)
+    _run(eng, inside=look)
+    # the batches are views of the engine's two reused buffers either way
+    assert len(spans) == 2 and all(any(lo <= s["address"] < hi for lo, hi in spans)
+                                   for s in probe.seen)
     if mode == "on":
-        assert eng.pool is not None and len(spans) == 2 and all(inside)
-        assert eng.pool.stats()["classes"]["huge"]["high_water"] == 2
+        assert eng.pool is not None and eng.pool.stats()["classes"]["huge"]["high_water"] == 2
+        assert all(type(b).__name__ == "Block" for b in bases)  # memory of pool blocks
     else:
-        assert eng.pool is None and not spans and not any(inside)
+        assert eng.pool is None and all(b is None for b in bases)  # plain numpy allocations
 
 
 # ---- prefetch -------------------------------------------------------------------------------
