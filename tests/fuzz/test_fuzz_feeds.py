@@ -20,7 +20,9 @@ from tallyio.errors import TallyIOError
 from tallyio.feeds import read_feed
 from tallyio.record import PROTOCOL_UNISWAP_V2, TX_DTYPE
 
-pytestmark = pytest.mark.fuzz
+# numpy parses a .npy header with ast.literal_eval: a fuzzed one may hold "\E" (a warning, then
+# numpy's own error)
+pytestmark = [pytest.mark.fuzz, pytest.mark.filterwarnings("ignore:invalid escape sequence")]
 EXAMPLES = int(os.environ.get("TALLYIO_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
