@@ -111,6 +111,18 @@ def _guarded(fn, *args) -> list:
         raise _PluginFailure(exc) from exc
 
 
+def _construct(where: str, factory, *args, **opts):
+    """``factory(*args, **opts)``: a plugin's processor, source or sink. A ``TypeError`` or
+    ``ValueError`` (an unknown or bad option) becomes a one-line ``TallyIOError`` naming the config
+    table ``where``; TallyIO's own errors pass as they are."""
+    try:
+        return factory(*args, **opts)
+    except TallyIOError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise TallyIOError(f"{where}: bad options {opts}: {e}") from e
+
+
 def _as_records(a, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != TX_DTYPE:
@@ -343,10 +355,7 @@ class Engine:
         slots = []
         for name in wanted:
             opts = dict(self.config["processors"].get(name, {}))
-            try:
-                proc = self.registry.processors[name](**opts)
-            except TypeError as e:
-                raise TallyIOError(f"[processors.{name}]: bad options {opts}: {e}") from e
+            proc = _construct(f"[processors.{name}]", self.registry.processors[name], **opts)
             slots.append(_ProcessorSlot(name, proc, self._make_breaker(name)))
         return slots
 
@@ -413,7 +422,7 @@ class Engine:
             for name, factory in self.registry.sources.items():
                 accepts = getattr(factory, "accepts", None)
                 if accepts is not None and accepts(path):
-                    return factory(path, **src["options"])
+                    return _construct(f"[source] {name}", factory, path, **src["options"])
             if not os.path.exists(path):
                 raise TallyIOError(f"feed {path!r} does not exist")
             raise TallyIOError(f"no registered source accepts feed {path!r} "
@@ -422,7 +431,8 @@ class Engine:
         if factory is None:
             raise TallyIOError(f"[source] kind {kind!r} is not registered "
                                f"(registered: {sorted(self.registry.sources)})")
-        return factory(path, **src["options"]) if path else factory(**src["options"])
+        args = (path,) if path else ()
+        return _construct(f"[source] {kind}", factory, *args, **src["options"])
 
     def start(self, feed=None):
         """Build everything, start the threads, and begin ingesting ``feed`` (see ``run``)."""
@@ -447,9 +457,15 @@ class Engine:
             if factory is None:
                 raise TallyIOError(f"[sinks] names {name!r}, which no plugin registers "
                                    f"(registered: {sorted(self.registry.sinks)})")
-            self.sinks.append((name, factory(**cfg["sinks"]["options"].get(name, {}))))
+            self.sinks.append((name, _construct(f"[sinks] options.{name}", factory,
+                                                **cfg["sinks"]["options"].get(name, {}))))
         e = cfg["engine"]
-        self.ring = Ring(e["ring_capacity"], TX_DTYPE, kind=e["ring_kind"])
+        try:
+            self.ring = Ring(e["ring_capacity"], TX_DTYPE, kind=e["ring_kind"])
+        except MemoryError:
+            raise TallyIOError(f"[engine] ring_capacity {e['ring_capacity']}: not enough memory "
+                               f"for {e['ring_capacity'] * TX_DTYPE.itemsize / 2**30:.2f} GiB of "
+                               f"rows") from None
         b = cfg["batching"]
         batch_size = b["batch_size"] if cfg.switch("batching") != "off" else 1
         # Rows age out (max_age) only live: in a replay, expiry would make what the strategies
@@ -463,7 +479,11 @@ class Engine:
         self._batch_buffers = self._pooled_buffers(batch_size) or (
             np.empty(batch_size, TX_DTYPE), np.empty(batch_size, TX_DTYPE))
         self._slow_ns = int(cfg["breaker"]["latency_threshold"] * 1e9)
-        self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
+        try:
+            self.dedup = Dedup(e["dedup_capacity"]) if e["dedup"] else None
+        except MemoryError:
+            raise TallyIOError(f"[engine] dedup_capacity {e['dedup_capacity']}: not enough "
+                               f"memory") from None
         self._apply_simd()
         self._apply_prefetch()
         meta = getattr(self.source, "metadata", {}) if self.source is not None else {}
@@ -880,6 +900,10 @@ class Engine:
 
     def rejected_by_reason(self) -> dict[str, int]:
         d = dict(self.rejected)
+        # what the source itself turned away (a mainnet block file it could not read...)
+        for reason, n in (getattr(getattr(self, "source", None), "errors", None) or {}).items():
+            if n:
+                d[reason] = d.get(reason, 0) + n
         if self.refused:
             d["ring_full_push"] = self.refused
         return d

@@ -190,6 +190,12 @@ def _bad_inputs(tmp_path):
     fail = tmp_path / "fail.toml"
     fail.write_text('[source]\noptions = { on_bad_file = "fail" }\n')
     blocks = _sample_blocks(tmp_path, truncate=TRUNCATED)
+    min_profit = tmp_path / "min_profit.toml"
+    min_profit.write_text('[processors.arbitrage]\nmin_profit = "abc"\n')
+    source_option = tmp_path / "source_option.toml"
+    source_option.write_text("[source]\noptions = { bogus = 1 }\n")
+    sink_option = tmp_path / "sink_option.toml"
+    sink_option.write_text("[sinks.options.memory]\nbogus = 1\n")
     return {
         "csv_header_only": (["--feed", str(header)], f"{header}: an empty feed (no rows)"),
         "truncated_npz": (["--feed", str(cut)], f"{cut}: not a .npz file (not a zip archive)"),
@@ -200,11 +206,19 @@ def _bad_inputs(tmp_path):
         "jsonl_no_path": (["--config", str(jsonl)], "jsonl sink: path must name a file"),
         "mainnet_fail": (["--feed", str(blocks), "--config", str(fail)],
                          f"{blocks / TRUNCATED}: not valid JSON: Unterminated string"),
+        "min_profit": (["--config", str(min_profit)],
+                       "[processors.arbitrage]: bad options {'min_profit': 'abc'}: min_profit must "
+                       "be an int >= 0, got 'abc'"),
+        "source_option": (["--config", str(source_option)],
+                          "[source] file: bad options {'bogus': 1}: "),
+        "sink_option": (["--config", str(sink_option)],
+                        "[sinks] options.memory: bad options {'bogus': 1}: "),
     }
 
 
 @pytest.mark.parametrize("probe", ["csv_header_only", "truncated_npz", "random_npy",
-                                   "ring_capacity", "jsonl_no_path", "mainnet_fail"])
+                                   "ring_capacity", "jsonl_no_path", "mainnet_fail", "min_profit",
+                                   "source_option", "sink_option"])
 def test_bad_input_is_one_line_exit_2(tmp_path, probe):
     args, says = _bad_inputs(tmp_path)[probe]
     p = tallyio("run", "--quiet", *args)
@@ -225,7 +239,8 @@ def test_bad_block_file_is_skipped_named_and_the_rest_read(tmp_path):
     d = json.loads(out.read_text())
     # every swap of the three good sample blocks (21 + 16 + 23), none of the bad one's 10
     assert d["ingested"] == 60
-    assert "source_error" not in d["rejected"]
+    assert d["rejected"] == {"bad_block_file": 1}  # counted among the rejected reasons
+    assert "bad_block_file=1" in p.stdout
 
 
 BROKEN_SINK = '''
