@@ -65,7 +65,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
     },
     "batching": {
         "batch_size": ((int,), 256, lambda v: v >= 1, ">= 1"),
-        "batch_timeout": (_NUM, 50e-6, lambda v: 0 <= v <= 60, "in [0, 60] seconds"),
+        "batch_timeout": (_NUM, 0.0, lambda v: 0 <= v <= 60, "in [0, 60] seconds"),
         "idle_timeout": (_NUM, 1e-3, lambda v: 0 <= v <= 60, "in [0, 60] seconds"),
         "max_age": (_NUM, 0.010, lambda v: 0 < v <= 3600, "in (0, 3600] seconds"),
         "spin": (_NUM, 50e-6, lambda v: 0 <= v <= 1, "in [0, 1] seconds"),
