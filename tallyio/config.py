@@ -61,6 +61,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "mode": ((str,), "auto", lambda v: v in ("auto", "live", "replay"),
                  "'auto' (by source), 'live' or 'replay'"),
         "keep_opportunities": ((int,), 10_000, lambda v: 0 <= v <= 1 << 24, "in [0, 2**24]"),
+        "gc_freeze": ((bool,), True, None, "true or false"),
         "pools": ((str,), "", None, "a path to a pools table (.npz); empty: the feed's own"),
     },
     "batching": {

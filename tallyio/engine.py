@@ -24,6 +24,7 @@ the batch and counts its rows; all of these are counted in the report.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -514,6 +515,13 @@ class Engine:
         self.collector = MetricsCollector(self, mon["interval"], mon["window"])
         if mon["enabled"]:
             self.exporter = PrometheusExporter(self, mon["address"], mon["port"])
+        # A full (generation 2) collection walks every object the interpreter holds: modules,
+        # plugins, feed metadata, tens of milliseconds' worth, while the engine thread waits for
+        # the GIL. Frozen objects are skipped; what the run allocates is still collected.
+        self._froze_gc = e["gc_freeze"]
+        if self._froze_gc:
+            gc.collect()
+            gc.freeze()
         self._engine_thread = threading.Thread(target=self._engine_loop, name="tallyio-engine",
                                                daemon=True)
         self._engine_thread.start()
@@ -633,6 +641,8 @@ class Engine:
         if close is not None:
             close()
         sys.setswitchinterval(self._old_switch)
+        if self._froze_gc:
+            gc.unfreeze()
         self.collector.stop()
         if self.exporter is not None:
             self.exporter.close()

@@ -187,3 +187,20 @@ def test_spsc_ring_refuses_push_with_a_clear_error(make_pm):
             eng.push(rows(10))
     finally:
         eng.stop()
+
+
+def test_gc_freeze_is_applied_during_the_run_and_undone_after(make_pm):
+    import gc
+
+    seen = []
+
+    class Probe:
+        def process(self, batch):
+            seen.append(gc.get_freeze_count())
+
+    for freeze in (True, False):
+        seen.clear()
+        pm, _ = make_pm(probe=Probe)
+        Engine(dict(FAST, engine={"gc_freeze": freeze}), plugin_manager=pm).run(chunks(640, 64))
+        assert seen and (min(seen) > 0 if freeze else max(seen) == 0)
+        assert gc.get_freeze_count() == 0  # the process is left as it was
