@@ -20,7 +20,7 @@ import numpy as np
 
 from tallyio._core.batch cimport BatchDrain
 from tallyio._core.clock cimport tio_now_ns
-from tallyio._core.hist cimport LatencyHistogram, tio_hist_record
+from tallyio._core.hist cimport LatencyHistogram, tio_hist, tio_hist_record_batch
 from tallyio._core.ring cimport Ring, tio_ring, tio_ring_claim_producer, tio_ring_push_many
 
 from tallyio.errors import TallyIOError
@@ -70,6 +70,29 @@ cdef inline int64_t _arrival(const char *row) noexcept nogil:
 
 cdef inline void _stamp(char *row, int64_t v) noexcept nogil:
     memcpy(row + ARRIVAL, &v, sizeof(int64_t))
+
+
+cdef enum:
+    WAIT_CHUNK = 256
+
+
+cdef void _record_waits(const char *base, Py_ssize_t n, int64_t t, tio_hist *a,
+                        tio_hist *b) noexcept nogil:
+    """Record ``t - arrival_ns`` (0 when negative) of ``n`` rows into ``a`` and ``b`` (may be
+    NULL) by chunks: the histograms' bulk record folds count, sum, min and max once per chunk, one
+    atomic add per value instead of five."""
+    cdef int64_t waits[WAIT_CHUNK]
+    cdef int64_t v
+    cdef Py_ssize_t i = 0, k, m
+    while i < n:
+        m = n - i if n - i < WAIT_CHUNK else WAIT_CHUNK
+        for k in range(m):
+            v = t - _arrival(base + (i + k) * ITEMSIZE)
+            waits[k] = v if v > 0 else 0
+        tio_hist_record_batch(a, waits, <uint64_t>m)
+        if b != NULL:
+            tio_hist_record_batch(b, waits, <uint64_t>m)
+        i += m
 
 
 cdef cnp.ndarray _rows(object rows, str what):
@@ -222,17 +245,10 @@ def record_since(rows, int64_t t_ns, LatencyHistogram a not None, LatencyHistogr
     GIL-free loop; returns the number of rows."""
     cdef cnp.ndarray arr = _rows(rows, "rows")
     cdef const char *base = <const char *>cnp.PyArray_DATA(arr)
-    cdef Py_ssize_t n = arr.shape[0], i
-    cdef int64_t v
-    cdef bint both = b is not None
+    cdef Py_ssize_t n = arr.shape[0]
+    cdef tio_hist *hb = b.h if b is not None else NULL
     with nogil:
-        for i in range(n):
-            v = t_ns - _arrival(base + i * ITEMSIZE)
-            if v < 0:
-                v = 0
-            tio_hist_record(a.h, <uint64_t>v)
-            if both:
-                tio_hist_record(b.h, <uint64_t>v)
+        _record_waits(base, n, t_ns, a.h, hb)
     return n
 
 
@@ -246,23 +262,17 @@ def drain_batch(BatchDrain drain not None, out, expired, LatencyHistogram a not 
     dtype with at least ``batch_size`` rows, validated here (with the GIL) on every call."""
     cdef char *o = drain._buffer("out", out)
     cdef char *old = drain._buffer("expired", expired) if drain.time_offset >= 0 else NULL
-    cdef uint64_t n = 0, n_old = 0, i
+    cdef uint64_t n = 0, n_old = 0
     cdef int how
-    cdef int64_t t = 0, v
-    cdef bint both = b is not None
+    cdef int64_t t = 0
+    cdef tio_hist *hb = b.h if b is not None else NULL
     if drain.ring.dtype != TX_DTYPE:
         raise TypeError(f"drain_batch needs a ring of TX_DTYPE rows, got {drain.ring.dtype}")
     with nogil:
         how = drain.drain_c(o, old, &n, &n_old)
         if n:
             t = <int64_t>tio_now_ns()
-            for i in range(n):
-                v = t - _arrival(o + i * ITEMSIZE)
-                if v < 0:
-                    v = 0
-                tio_hist_record(a.h, <uint64_t>v)
-                if both:
-                    tio_hist_record(b.h, <uint64_t>v)
+            _record_waits(o, <Py_ssize_t>n, t, a.h, hb)
     if how < 0:
         drain.check_consumer()
     return n, n_old, t
