@@ -4,5 +4,5 @@ instead, timed in the same process and printed as a table of ns per operation an
 Each area is a module here with ``run(quick: bool) -> list[Comparison]``; ``AREAS`` lists them in
 the order ``tallyio bench`` prints them.
 """
-AREAS = ("core", "pool", "prefetch", "simd", "cache", "breaker", "batch_processor", "system", "amm",
+AREAS = ("core", "wake", "pool", "prefetch", "simd", "cache", "breaker", "batch_processor", "system", "amm",
          "book")

@@ -17,14 +17,6 @@ PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 # Hand-written timings that are not `tallyio bench` comparisons, with why each may stay until its
 # own results file exists. Keyed by page and the line's first cell; a new stray line still fails.
 KNOWN = {
-    # tests/core/measure_wake.{c,py}: wake-up latency per wait policy, ranges over several runs
-    ("docs/core.md", "park at once (`spin=0, backoff=0`)"),
-    ("docs/core.md", "defaults (spin 50 µs, back off 1 ms, park)"),
-    ("docs/core.md", "back off for ever (`spin=0, park=False`)"),
-    ("docs/core.md", "spin for ever"),
-    # a one-off before/after of the SPSC ownership check (two builds in one process)
-    ("docs/core.md", "SPSC bulk, per row"),
-    ("docs/core.md", "MPMC bulk, per row"),
     # one mainnet block's replay timings (plugins/tallyio-mainnet)
     ("docs/mainnet_replay.md", "JSON load"),
     ("docs/mainnet_replay.md", "`find_sandwiches`"),
