@@ -60,6 +60,7 @@ def _cmd_bench(args) -> int:
     try:
         if args.repeats is not None and args.repeats < 1:
             raise UsageError(f"--repeats must be >= 1, got {args.repeats}")
+        _check_range("--minutes", args.minutes, 0, 24 * 60, "in (0, 1440] minutes", low_open=True)
         _check_writable("--json", args.json)
     except UsageError as e:
         print(f"tallyio bench: {e}", file=sys.stderr)
@@ -86,10 +87,10 @@ def _cmd_bench(args) -> int:
             print(f"results written to {args.json}")
         return 0
     areas = args.area or list(AREAS)
-    unknown = [a for a in areas if a not in AREAS and a not in ("kpi", "monitoring")]
+    unknown = [a for a in areas if a not in AREAS and a not in ("kpi", "monitoring", "soak")]
     if unknown:
         print(f"tallyio bench: unknown area {unknown[0]!r}; choose from {', '.join(AREAS)}, "
-              f"kpi, monitoring",
+              f"kpi, monitoring, soak",
               file=sys.stderr)
         return 2
     micro = [a for a in areas if a in AREAS]
@@ -111,6 +112,17 @@ def _cmd_bench(args) -> int:
         if area == "monitoring":
             from tallyio.bench.monitoring import format_overhead, run_overhead
             print(format_overhead(run_overhead(repeats=2 if args.quick else 3)))
+            continue
+        if area == "soak":
+            from tallyio.bench.soak import format_soak, run_soak
+            soak = run_soak(minutes=args.minutes)
+            print(format_soak(soak))
+            if args.json:
+                def write_soak(path):
+                    with open(path, "w") as f:
+                        json.dump(soak, f, indent=2, default=str)
+                if not _write_json("--json", args.json, write_soak):
+                    return 1
             continue
         if area == "kpi":
             from tallyio.bench.kpi import kpi_results, kpi_table
@@ -286,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("area", nargs="*", help="areas to run (default: every micro comparison; "
                    "'kpi' runs the plan's KPI suite against a plain-Python engine)")
     b.add_argument("--quick", action="store_true", help="fewer repeats")
+    b.add_argument("--minutes", type=float, default=10.0,
+                   help="soak: how long to run (default 10)")
     b.add_argument("--ab", metavar="SWITCH", help="A/B an optimization switch (or 'all'), on vs "
                    "off, in fresh processes; verdict by Mann-Whitney U over the trials")
     b.add_argument("--repeats", type=int, default=None,
