@@ -125,11 +125,12 @@ def test_one_build_per_change_and_flag_switches_rebuild(tmp_path):
     assert not build(), "a second build with nothing changed compiled again"
     assert build(TALLYIO_DEBUG="1"), "TALLYIO_DEBUG=1 after a release build did not rebuild"
     assert b".debug_info" in so()
-    assert "__Pyx_TraceLine(" in (src / "build/cython/debug/tallyio/_core/clock.c").read_text()
+    generated = src / "build/cython" / sys.implementation.cache_tag
+    assert "__Pyx_TraceLine(" in (generated / "debug/tallyio/_core/clock.c").read_text()
     assert not build(TALLYIO_DEBUG="1")
     assert build(), "a release build after a debug one did not rebuild"
     assert so() == release
-    assert "__Pyx_TraceLine(" not in (src / "build/cython/release/tallyio/_core/clock.c").read_text()
+    assert "__Pyx_TraceLine(" not in (generated / "release/tallyio/_core/clock.c").read_text()
     assert not list(inplace.glob("*.c")), "generated C in the source tree"
 
 
