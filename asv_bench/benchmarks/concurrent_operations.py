@@ -17,10 +17,10 @@ class ConcurrentOperations:
 
     def setup_cache(self):
         if missing_strategies():
-            return None  # setup skips every benchmark, with the reason
+            return {}  # not None: asv passes it to setup, which skips, with the reason
         return {t: kpi.concurrent_operations(t, SECONDS) for t in THREADS}
 
-    def setup(self, threads, engine):  # asv passes the params, not the cache, to setup
+    def setup(self, cache, threads, engine):
         require_strategies()
 
     def track_p99(self, cache, threads, engine):

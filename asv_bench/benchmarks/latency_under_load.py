@@ -18,10 +18,10 @@ class LatencyUnderLoad:
 
     def setup_cache(self):
         if missing_strategies():
-            return None  # setup skips every benchmark, with the reason
+            return {}  # not None: asv passes it to setup, which skips, with the reason
         return {lf: kpi.latency_under_load(lf, SECONDS) for lf in LOAD_FACTORS}
 
-    def setup(self, load_factor, engine):  # asv passes the params, not the cache, to setup
+    def setup(self, cache, load_factor, engine):
         require_strategies()
 
     def track_p50(self, cache, load_factor, engine):
