@@ -63,8 +63,18 @@ SATURATION_CHUNK = 8192       # rows per chunk the closed-loop feed hands over, 
 PLAIN_SATURATION_ROWS = 100_000  # the per-item peer's saturation is measured over this many rows
 DRAIN_LIMIT_S = 15.0          # a peer still busy this long after the last offer stops: the rest
                               # is counted undecided ("backlog"), so an overloaded peer ends
-WAIT_POLICY = ("engine drain: spin 50 us then sched_yield; generators: sleep to the next row's "
-               "time with 1 us timer slack, wake at most every 20 us (no spinning)")
+def _wait_policy() -> str:
+    """The engine's wait policy as configured by default (what the KPI runs with), in words."""
+    from tallyio.config import SCHEMA
+    b = {k: spec[1] for k, spec in SCHEMA["batching"].items()}
+    back = "sched_yield" if not b["sleep"] else f"sleeps of {b['sleep'] * 1e6:g} us"
+    return (f"engine drain: batch_timeout {b['batch_timeout'] * 1e6:g} us (takes what is there), "
+            f"spin {b['spin'] * 1e6:g} us, back off {b['backoff'] * 1e3:g} ms ({back})"
+            f"{', then park on a futex' if b['park'] else ''}; generators: sleep to the next "
+            f"row's time with 1 us timer slack, wake at most every 20 us (no spinning)")
+
+
+WAIT_POLICY = _wait_policy()
 
 GIB = 2 ** 30
 # Targets for the ``tallyio`` engine, by benchmark and point: metric -> (op, limit). Latencies in
