@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml setup.py $(PLUGINS)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "Cython>=3.0" "numpy>=1.26" "setuptools>=77" wheel
 	TALLYIO_NO_EXTENSIONS=1 $(PY) -m pip install --quiet --no-build-isolation -e '.[test,bench,monitoring]'
-	# the example strategy and source plugins, found through the `tallyio` entry points
-	$(PY) -m pip install --quiet --no-build-isolation --no-deps $(foreach p,$(PLUGINS),-e $(dir $(p)))
+	# the example plugins (strategies and sources found through the `tallyio` entry points), with
+	# their own dependencies; tallyio itself is the editable install above
+	$(PY) -m pip install --quiet --no-build-isolation $(foreach p,$(PLUGINS),-e $(dir $(p)))
 	touch $@
 
 # Compiles what changed since the last build: an extension whose sources (.pyx, cimported .pxd,
