@@ -17,9 +17,7 @@ repeated on the same book); a figure sums each batch's best time over the passes
 from __future__ import annotations
 
 import gc
-import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -31,18 +29,6 @@ from tallyio.pricing import price_table
 BATCH = 256
 FEED = Path(__file__).resolve().parents[1] / "data" / "sample_feed.npz"
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
-
-
-def _reference(plugin: str, module: str):
-    """A plugin test's reference module, from a source checkout (None elsewhere)."""
-    path = PLUGINS / plugin / "tests" / f"{module}.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location(f"_tallyio_bench_{module}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _best(setup, step, chunks, repeat):
@@ -108,22 +94,19 @@ def measure(records, meta, *, batch: int = BATCH, repeat: int = 5) -> dict[str, 
             p.process(rows)
 
     out["strategies (one shared book)"] = _best(engine_style, process_shared, chunks, repeat)
-    arb_ref = _reference("tallyio-arbitrage", "arbitrage_reference")
-    sw_ref = _reference("tallyio-sandwich", "sandwich_reference")
-    if arb_ref is not None and sw_ref is not None:
-        def reference():
-            procs = [arb_ref.ArbitrageProcessor(), sw_ref.SandwichProcessor()]
-            for p in procs:
-                p.on_feed(meta)
-            return procs
+    from tallyio import strategy_reference as ref
 
-        def process_own(procs, rows):
-            for p in procs:
-                p.process(rows)
+    def reference():
+        procs = [ref.ArbitrageProcessor(), ref.SandwichProcessor()]
+        for p in procs:
+            p.on_feed(meta)
+        return procs
 
-        out["reference strategies"] = _best(reference, process_own, chunks, max(1, repeat // 2))
-    else:
-        out["reference strategies"] = float("nan")
+    def process_own(procs, rows):
+        for p in procs:
+            p.process(rows)
+
+    out["reference strategies"] = _best(reference, process_own, chunks, max(1, repeat // 2))
     return out
 
 

@@ -32,14 +32,11 @@ expiry active; replay mode for the closed-loop saturation run), plus the feed's 
 from __future__ import annotations
 
 import gc
-import importlib
-import importlib.util
 import os
 import platform
 import queue
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -148,17 +145,6 @@ def strategies(names=None) -> dict:
     return {n: reg.processors[n] for n in names}
 
 
-# The pure-Python reference of each example strategy (today's processors, kept verbatim where the
-# compiled ones are tested against them), in the order tried: an importable "module:attribute",
-# then a file of the source checkout, "path:attribute" relative to the repository root. Each is a
-# processor class taking the processor's options. Where none loads, the registered processor
-# stands in, and the results say so.
-REFERENCE = {
-    "arbitrage": ("tallyio_arbitrage.reference:ArbitrageProcessor",
-                  "plugins/tallyio-arbitrage/tests/arbitrage_reference.py:ArbitrageProcessor"),
-    "sandwich": ("tallyio_sandwich.reference:SandwichProcessor",
-                 "plugins/tallyio-sandwich/tests/sandwich_reference.py:SandwichProcessor"),
-}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -168,45 +154,22 @@ def _qualname(obj) -> str:
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
-def _load_reference(spec: str):
-    where, _, attr = spec.rpartition(":")
-    if where.endswith(".py"):
-        path = os.path.join(REPO_ROOT, where)
-        if not os.path.isfile(path):
-            return None
-        name = "_tallyio_kpi_ref_" + os.path.splitext(os.path.basename(path))[0]
-        module = sys.modules.get(name)
-        if module is None:
-            loader_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[name] = module
-            try:
-                loader_spec.loader.exec_module(module)
-            except Exception:
-                del sys.modules[name]
-                raise
-    else:
-        try:
-            module = importlib.import_module(where)
-        except ImportError:
-            return None
-    return getattr(module, attr, None)
-
-
 def reference_strategies(names=None) -> tuple[dict, dict]:
-    """``(factories, provenance)``: the reference strategies the plain peers run, by name, and
-    where each came from."""
+    """``(factories, provenance)``: the strategies the plain peers run, by name, and where each
+    came from: the pure-Python reference of each example strategy (``tallyio.strategy_reference``,
+    the processors as they were before the compiled book), else the registered processor."""
+    from tallyio import strategy_reference
+    reference = {"arbitrage": strategy_reference.ArbitrageProcessor,
+                 "sandwich": strategy_reference.SandwichProcessor}
     factories, provenance = {}, {}
     for name, registered in strategies(names).items():
-        for spec in REFERENCE.get(name, ()):
-            ref = _load_reference(spec)
-            if ref is not None:
-                factories[name], provenance[name] = ref, f"reference {spec}"
-                break
+        if name in reference:
+            factories[name] = reference[name]
+            provenance[name] = f"reference {_qualname(reference[name])}"
         else:
             factories[name] = registered
             provenance[name] = (f"registered processor {_qualname(registered)} (no pure-Python "
-                                f"reference found)")
+                                f"reference)")
     return factories, provenance
 
 

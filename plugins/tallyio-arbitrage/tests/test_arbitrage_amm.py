@@ -1,6 +1,6 @@
 """The reference's exact Uniswap V2 math, cross-pool optimum (against brute force) and pool book
-(``arbitrage_reference``: what the compiled book and screen are held to), and the price table the
-strategies use (``tallyio.pricing``)."""
+(``tallyio.amm_reference``, ``tallyio.strategy_reference``: what the compiled book and screen are
+held to), and the price table the strategies use (``tallyio.pricing``)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from tallyio import synthetic
 from tallyio.record import int_to_u256
-from arbitrage_reference import PoolBook, best_cross_pool, cross_profit, get_amount_out
+from tallyio.amm_reference import best_cross_pool, cross_profit, get_amount_out
+from tallyio.strategy_reference import PoolBook
 from tallyio.pricing import PriceTable, parse_price
 
 

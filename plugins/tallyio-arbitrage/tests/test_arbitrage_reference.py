@@ -1,4 +1,4 @@
-"""The compiled arbitrage strategy against today's pure-Python one (``arbitrage_reference``).
+"""The compiled arbitrage strategy against today's pure-Python one (``tallyio.strategy_reference``).
 
 The reference reports a price gap again after every later swap on its pair; the compiled screen
 reports it once, when it opens, and again only after the pair has been back inside the fee band.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import arbitrage_mainnet
-import arbitrage_reference as ref
+import tallyio.strategy_reference as ref
 from tallyio import synthetic
 from tallyio.feeds import read_feed
 from tallyio.record import address_hex

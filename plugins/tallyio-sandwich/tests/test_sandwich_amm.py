@@ -1,4 +1,4 @@
-"""The reference's sandwich arithmetic (``sandwich_reference``: what the compiled screen is held
+"""The reference's sandwich arithmetic (``tallyio.amm_reference``: what the compiled screen is held
 to): the front-run room against brute force, the profit, the slope rule."""
 from fractions import Fraction
 
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tallyio import synthetic
-from sandwich_reference import best_sandwich, max_frontrun, sandwich_gross, victim_survives
+from tallyio.amm_reference import best_sandwich, max_frontrun, sandwich_gross, victim_survives
 from tallyio.amm import get_amount_out
 
 

@@ -1,4 +1,4 @@
-"""The compiled sandwich strategy against today's pure-Python one (``sandwich_reference``): the same
+"""The compiled sandwich strategy against today's pure-Python one (``tallyio.strategy_reference``): the same
 opportunities (strategy, kind, tx ids, pool, exact profit, profit token and every detail), in the
 same order, and the same counters."""
 from pathlib import Path
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import sandwich_mainnet
-import sandwich_reference as ref
+import tallyio.strategy_reference as ref
 from tallyio import synthetic
 from tallyio.feeds import read_feed
 from tallyio_sandwich.processor import SandwichProcessor

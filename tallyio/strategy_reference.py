@@ -1,79 +1,35 @@
-"""Today's pure-Python sandwich processor, kept verbatim as the reference the compiled book and
-screen are tested against: ``tallyio_sandwich`` amm.py and processor.py as of commit a01a7d2, with
-the pieces of ``tallyio_arbitrage`` (amm.py, strategy.py) they imported, in one module (imports
-between them removed, unused functions left out; nothing else changed).
+"""The example strategies as they were before the compiled pool book: pure Python, one pool book
+per processor, applied swap by swap. Kept verbatim (tallyio_arbitrage amm.py, strategy.py and
+processor.py and tallyio_sandwich processor.py as of commit a01a7d2) as the reference the
+compiled book, the screens and the thin processors are tested against, and as the strategies of
+the KPI's plain-Python peers. The math is ``tallyio.amm_reference`` and the prices
+``tallyio.pricing`` (the same code these modules held, moved there).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from fractions import Fraction
-from math import isqrt
 from typing import Any, Mapping
 
 import numpy as np
 
 from tallyio import StateCache
+from tallyio.amm_reference import FEE_DEN, FEE_NUM, _out, best_cross_pool, best_sandwich
 from tallyio.grouping import CompleteGroups
 from tallyio.opportunity import Opportunity
-from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_bytes, address_hex,
+from tallyio.pricing import price_table
+from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex,
                             address_key, take_rows, u256_column_to_ints)
 
-FEE_NUM = 997  # Uniswap V2 keeps 0.3% of every input
-FEE_DEN = 1000
-# Scan width either side of the closed-form optimum when the proof interval is too wide to scan.
-WINDOW = 16
-
-
-def _out(a: int, rin: int, rout: int) -> int:
-    # get_amount_out without the checks, for inner loops whose inputs are known good (0 -> 0)
-    a *= FEE_NUM
-    return a * rout // (rin * FEE_DEN + a)
-
-
-class PriceTable:
-    """What a token is worth in WETH-wei, to charge gas (paid in ETH) against a profit in it.
-
-    The profit token of a pair is WETH when the pair holds it, else the pair's token0 (lower
-    address) if priced, else token1 if priced; a pair with neither priced is not traded.
-    ``prices`` map a 20-byte token to a ``Fraction`` of WETH-wei per smallest unit.
-    """
-
-    def __init__(self, weth: bytes | None, prices: Mapping[bytes, Fraction] | None = None):
-        self.weth = weth
-        self.prices = dict(prices or {})
-        if weth is not None:
-            self.prices[weth] = Fraction(1)
-
-    def profit_token(self, token0: bytes, token1: bytes) -> bytes | None:
-        if self.weth in (token0, token1):
-            return self.weth
-        for t in (token0, token1):
-            if t in self.prices:
-                return t
-        return None
-
-    def gas_cost(self, token: bytes, gas_wei: int) -> int:
-        """Gas in ``token``'s smallest unit, rounded up (a cost is never understated)."""
-        p = self.prices[token]
-        return -(-(gas_wei * p.denominator) // p.numerator)
-
-
-def parse_price(token: Any, value: Any) -> Fraction:
-    """A price option value: an int, a ``Fraction``, or a ``"num/den"`` string, positive."""
-    try:
-        if isinstance(value, bool) or isinstance(value, float):
-            raise TypeError
-        p = Fraction(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        raise ValueError(f"prices[{token!r}] must be a positive int, Fraction or 'num/den' string, "
-                         f"got {value!r}") from None
-    if p <= 0:
-        raise ValueError(f"prices[{token!r}] must be positive, got {value!r}")
-    return p
-
+__all__ = ["ArbitrageProcessor", "PoolBook", "PoolStrategy", "SandwichProcessor", "load_table"]
 
 POOL_KEYS = ("pool_address", "pool_token0", "pool_token1", "pool_reserve0", "pool_reserve1")
+_ADDRESS_KEYS = ("pool_address", "pool_token0", "pool_token1")
+EMPTY_TABLE = {k: np.zeros((0, 20), dtype=np.uint8) for k in _ADDRESS_KEYS}
+EMPTY_TABLE.update({k: np.zeros((0, 4), dtype=np.uint64) for k in ("pool_reserve0", "pool_reserve1")})
+
+# every row lands in exactly one of the first six; the rest count work and findings
+BASE_STATS = ("rows", "applied", "reverted", "unknown_pool", "not_v2", "token_mismatch", "mined",
+              "unpriced", "opportunities", "skipped")
 
 
 def load_table(pools: Any) -> Mapping[str, np.ndarray]:
@@ -199,45 +155,6 @@ class PoolBook:
         return out
 
 
-def price_table(table: Mapping[str, np.ndarray], weth: Any = None, prices: Any = None) -> PriceTable:
-    """Prices from the table's ``token_*`` arrays (``token_address[0]`` is WETH), then options."""
-    found: dict[bytes, Fraction] = {}
-    w = None
-    if "token_address" in table:
-        toks = [bytes(a) for a in np.asarray(table["token_address"], dtype=np.uint8).reshape(-1, 20)]
-        w = toks[0] if toks else None
-        if "token_price_num" in table and "token_price_den" in table:
-            for t, n, d in zip(toks, u256_column_to_ints(table["token_price_num"]),
-                               u256_column_to_ints(table["token_price_den"])):
-                if n > 0 and d > 0:
-                    found[t] = Fraction(n, d)
-    if weth is not None:
-        try:
-            w = address_bytes(weth)
-        except (ValueError, TypeError):
-            raise ValueError(f"weth must be a 20-byte address, got {weth!r}") from None
-    if prices is not None:
-        if not isinstance(prices, Mapping):
-            raise ValueError(f"prices must be a mapping of token address to price, got {prices!r}")
-        for tok, val in prices.items():
-            try:
-                key = address_bytes(tok)
-            except (ValueError, TypeError):
-                raise ValueError(f"prices key must be a 20-byte address, got {tok!r}") from None
-            found[key] = parse_price(tok, val)
-    return PriceTable(w, found)
-
-
-# ---- tallyio_arbitrage/strategy.py ----
-_ADDRESS_KEYS = ("pool_address", "pool_token0", "pool_token1")
-EMPTY_TABLE = {k: np.zeros((0, 20), dtype=np.uint8) for k in _ADDRESS_KEYS}
-EMPTY_TABLE.update({k: np.zeros((0, 4), dtype=np.uint64) for k in ("pool_reserve0", "pool_reserve1")})
-
-# every row lands in exactly one of the first six; the rest count work and findings
-BASE_STATS = ("rows", "applied", "reverted", "unknown_pool", "not_v2", "token_mismatch", "mined",
-              "unpriced", "opportunities", "skipped")
-
-
 def int_option(name: str, value: Any, minimum: int) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -335,115 +252,127 @@ class PoolStrategy:
         return found
 
 
-# ---- tallyio_sandwich/amm.py ----
-def victim_survives(front: int, victim_in: int, victim_min_out: int, reserve_in: int,
-                    reserve_out: int) -> bool:
-    """Whether the victim's swap still pays at least ``max(victim_min_out, 1)`` after a front-run."""
-    got = _out(front, reserve_in, reserve_out)
-    out = _out(victim_in, reserve_in + front, reserve_out - got)
-    return out > 0 and out >= victim_min_out
+# ---- processor.py ----
+# A zero-gas arbitrage between two pools opens once their prices differ by the round-trip fee,
+# ratio outside [g^2, 1/g^2]. The float pre-filter widens that band by 1e-9 (floats of the
+# reserves are within 2**-52 of them), so it never drops a pair the exact test would keep.
+_G2 = (FEE_NUM / FEE_DEN) ** 2
+_LO = _G2 * (1 + 1e-9)
+_HI = (1 / _G2) * (1 - 1e-9)
+
+MAX_SWAPS_PER_TX = 64
 
 
-def max_frontrun(victim_in: int, victim_min_out: int, reserve_in: int, reserve_out: int) -> int | None:
-    """The largest front-run (same direction as the victim) its swap survives; None if it fails
-    without one.
+class ArbitrageProcessor(PoolStrategy):
+    """Cross-pool arbitrage detector (a TallyIO Processor named ``"arbitrage"``).
 
-    The victim's output only falls as the front-run grows, so the answer is a threshold. The
-    floorless condition ``g v y x D >= m (D x + g f)(D x + D f + g v)`` is a quadratic in ``f``
-    whose root starts an exact gallop-and-bisect, a few steps instead of ~2 log2(reserve).
+    Keeps the reserves of the pools in ``pools`` (a ``tallyio.synthetic.Market``, a pools-table
+    mapping, or a path to an .npz holding one). For each pending Uniswap V2 swap of a batch, in
+    order: applies it to its pool (exact ``getAmountOut``; a swap whose output falls below its
+    ``amount_out_min`` reverts and changes nothing), then looks for the most profitable
+    arbitrage between that pool and the other pools of its token pair: sell the profit token on
+    the pool where it is dear, sell what it buys on the one where it is cheap. Reports it when the
+    profit net of gas exceeds ``min_profit``.
+
+    Gas: one back-run transaction of ``gas_units`` at the triggering swap's gas price, in the
+    profit token (WETH when the pair holds it, else priced through ``prices``; see ``PriceTable``).
+    Each discrepancy is reported after the swap that opens it; the state models the pending swaps
+    only, not the arbitrage itself, so a discrepancy no one closes is reported again after the
+    next swap on that pair.
+
+    Rows without ``FLAG_PENDING`` (mined swaps) go, one complete transaction at a time, to
+    ``tallyio_arbitrage.cycles.find_cyclic_arbitrages``; they do not change the pending state.
+    Every row lands in exactly one ``stats()`` counter.
     """
-    v, m, x, y = victim_in, max(victim_min_out, 1), reserve_in, reserve_out
-    if v <= 0 or not victim_survives(0, v, m, x, y):
-        return None
-    g, D = FEE_NUM, FEE_DEN
-    qa = m * D * g
-    qb = m * (g * (D * x + g * v) + D * D * x)
-    qc = m * D * x * (D * x + g * v) - g * v * y * x * D
-    disc = qb * qb - 4 * qa * qc
-    guess = max(0, (-qb + isqrt(disc)) // (2 * qa)) if disc >= 0 else 0
-    if victim_survives(guess, v, m, x, y):
-        lo, step = guess, 1
-        while victim_survives(lo + step, v, m, x, y):
-            lo, step = lo + step, step * 2
-        hi = lo + step
-    else:
-        hi, step = guess, 1
-        while not victim_survives(max(0, hi - step), v, m, x, y):
-            hi, step = max(0, hi - step), step * 2
-        lo = max(0, hi - step)
-    while hi - lo > 1:  # lo survives, hi does not
-        mid = (lo + hi) // 2
-        if victim_survives(mid, v, m, x, y):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+
+    name = "arbitrage"
+    OPTIONS = ("pools", "gas_units", "min_profit", "max_scan", "weth", "prices")
+    GROUP = ("block", "tx_index")  # cyclic arbitrages are found one transaction at a time
+    STATS = ("candidates", "oversized_tx")
+
+    def __init__(self, pools: Any = None, *, gas_units: int = 200_000, min_profit: int = 0,
+                 max_scan: int = 1024, weth: Any = None, prices: Any = None):
+        self.max_scan = int_option("max_scan", max_scan, 1)
+        super().__init__(pools, gas_units=gas_units, min_profit=min_profit, weth=weth,
+                         prices=prices)
+
+    def _load(self, table):
+        super()._load(table)
+        # per pool: (profit token, whether it is token0), or None when the pair is not priced
+        self._profit = []
+        for i in range(len(self.book)):
+            t = self.prices.profit_token(self.book.token0[i], self.book.token1[i])
+            self._profit.append(None if t is None else (t, t == self.book.token0[i]))
+
+    # -- pending swaps ----------------------------------------------------------------------------
+    def _pending(self, batch, pending, search: bool = True):
+        st, book = self._stats, self.book
+        found = []
+        apply, siblings, px = book.apply, book.siblings, book.px
+        for i, z, amount_in, min_out, gas, tx_id in self._pending_swaps(batch, pending):
+            if apply(i, z, amount_in, min_out) is None:
+                st["reverted"] += 1
+                continue
+            st["applied"] += 1
+            sib = siblings[i]
+            if not sib or not search:
+                continue
+            pi = px[i]
+            cands = [j for j in sib if not _LO < px[j] / pi < _HI]
+            if cands:
+                opp = self._best(i, cands, gas, tx_id)
+                if opp is not None:
+                    found.append(opp)
+        st["opportunities"] += len(found)
+        return found
+
+    def _best(self, i: int, cands: list[int], gas_price: int, tx_id: int) -> Opportunity | None:
+        st, book = self._stats, self.book
+        st["candidates"] += len(cands)
+        profit = self._profit[i]
+        if profit is None:
+            st["unpriced"] += 1
+            return None
+        token, is0 = profit
+        gas = self.prices.gas_cost(token, self.gas_units * gas_price)
+        threshold = gas + self.min_profit
+        best, where = None, None
+        for j in cands:
+            for a, b in ((i, j), (j, i)):
+                xa, ya = book.reserves(a, is0)
+                xb, yb = book.reserves(b, is0)
+                r = best_cross_pool(xa, ya, xb, yb, threshold, self.max_scan)
+                if r is not None and (best is None or r.gross_profit > best.gross_profit):
+                    best, where = r, (a, b)
+        if best is None:
+            return None
+        a, b = where
+        mid = book.token1[a] if is0 else book.token0[a]
+        return Opportunity(
+            strategy=self.name, kind="arbitrage", profit=best.gross_profit - gas,
+            profit_token=address_hex(token), tx_ids=(tx_id,),
+            pools=(address_hex(book.address[a]), address_hex(book.address[b])),
+            details={"amount_in": best.amount_in, "amount_mid": best.amount_mid,
+                     "amount_out": best.amount_out, "token_mid": address_hex(mid),
+                     "gross_profit": best.gross_profit, "gas_cost": gas, "gas_price": gas_price,
+                     "gas_units": self.gas_units, "net_of_gas": True, "optimal": best.optimal})
+
+    # -- mined swaps ------------------------------------------------------------------------------
+    def _inspect(self, ready: np.ndarray) -> list[Opportunity]:
+        # Route search is cubic in a transaction's swaps: a transaction with more than
+        # MAX_SWAPS_PER_TX of them (no real arbitrage has) is skipped and counted, so one
+        # malformed or hostile transaction cannot stall the engine thread.
+        big = [(a, b) for a, b in CompleteGroups.groups(ready, self.GROUP) if b - a > MAX_SWAPS_PER_TX]
+        if big:
+            self._stats["oversized_tx"] += len(big)
+            keep = np.ones(len(ready), dtype=bool)
+            for a, b in big:
+                keep[a:b] = False
+            ready = take_rows(ready, keep)
+        from tallyio_arbitrage.cycles import find_cyclic_arbitrages  # another author's module
+        return list(find_cyclic_arbitrages(ready))
 
 
-def sandwich_gross(front: int, victim_in: int, reserve_in: int, reserve_out: int) -> tuple[int, int, int]:
-    """``(front_out, back_out, gross_profit)``: buy with ``front``, let the victim swap, sell all."""
-    got = _out(front, reserve_in, reserve_out)
-    x, y = reserve_in + front, reserve_out - got
-    v_out = _out(victim_in, x, y)
-    back = _out(got, y - v_out, x + victim_in)
-    return got, back, back - front
-
-
-@dataclass(frozen=True)
-class Sandwich:
-    front_in: int
-    front_out: int
-    victim_out: int
-    back_out: int
-    gross_profit: int
-    bound: str  # "slippage": the largest front-run the victim allows; "profit": an interior peak
-
-
-def best_sandwich(victim_in: int, victim_min_out: int, reserve_in: int, reserve_out: int) -> Sandwich | None:
-    """The front-run to use against a victim, and what it earns before gas.
-
-    Without rounding, the gross profit is unimodal in the front-run ``f``, and it rises from
-    zero only if its slope there, ``g^2 (x + v)(x + g v) / x^2 - 1``, is positive: the victim must
-    move the price by more than the two legs' fees (a property the tests check with exact
-    fractions). A victim that small is dismissed at once: the common case, and O(1). Otherwise
-    the profit is typically still rising where the victim's slippage stops the front-run: then the
-    answer is that largest front-run; a gain at ``f + f/10 + 1`` (computed as if the victim had
-    no bound) shows the rise reaches ``f``. With a slippage bound so loose that the peak comes
-    first, an exact integer ternary search over ``[1, f]`` and a scan of ``WINDOW`` inputs either
-    side of it find the peak (within rounding).
-    """
-    g_, D = FEE_NUM, FEE_DEN
-    x, v = reserve_in, victim_in
-    if g_ * g_ * (x + v) * (D * x + g_ * v) <= D * D * D * x * x:
-        return None
-    f = max_frontrun(victim_in, victim_min_out, reserve_in, reserve_out)
-    if not f:
-        return None
-
-    def gross(a):
-        return sandwich_gross(a, victim_in, reserve_in, reserve_out)[2]
-
-    if gross(f + f // 10 + 1) > gross(f):
-        best, bound = f, "slippage"
-    else:
-        lo, hi = 1, f
-        while hi - lo > 2:
-            m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
-            if gross(m1) < gross(m2):
-                lo = m1 + 1
-            else:
-                hi = m2 - 1
-        best, bound, p = 0, "profit", None
-        for a in range(max(1, lo - WINDOW), min(f, hi + WINDOW) + 1):
-            g = gross(a)
-            if p is None or g > p:
-                best, p = a, g
-    got, back, gp = sandwich_gross(best, victim_in, reserve_in, reserve_out)
-    v_out = _out(victim_in, reserve_in + best, reserve_out - got)
-    return Sandwich(best, got, v_out, back, gp, bound)
-
-
-# ---- tallyio_sandwich/processor.py ----
 class SandwichProcessor(PoolStrategy):
     """Sandwich-opportunity detector (a TallyIO Processor named ``"sandwich"``).
 
