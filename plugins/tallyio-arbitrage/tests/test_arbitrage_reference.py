@@ -6,15 +6,23 @@ reports it once, when it opens, and again only after the pair has been back insi
 below is exact: same opportunities (strategy, kind, tx ids, pools, exact profit, profit token and
 every detail), in the same order.
 """
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-import arbitrage_mainnet
+from tallyio_mainnet import pending as mainnet_pending
 import tallyio.strategy_reference as ref
 from tallyio import synthetic
 from tallyio.feeds import read_feed
 from tallyio.record import address_hex
 from tallyio_arbitrage.processor import ArbitrageProcessor
+
+# the 25-block set of the workspace (beside the repository), else the blocks tallyio-mainnet ships
+FULL = Path(os.environ.get("TALLYIO_MAINNET_BLOCKS",
+                           Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mainnet-blocks"))
+BLOCKS = FULL if FULL.is_dir() else None
 
 SAMPLE = "tallyio/data/sample_feed.npz"
 SMALL = dict(liquidity=(10**5, 10**6), price_decades=1)
@@ -109,7 +117,7 @@ def test_gaps_left_open_are_reported_once(seed, small):
 
 
 def test_mainnet_blocks_as_pending_swaps_identical_to_the_reference():
-    chunks, table = arbitrage_mainnet.pending_feed()
+    chunks, table = mainnet_pending.pending_feed(BLOCKS)
     want, removed = report_once(ref.ArbitrageProcessor(table), chunks)
     proc = ArbitrageProcessor(table)
     got = run(proc, chunks)
@@ -121,7 +129,7 @@ def test_mainnet_blocks_as_pending_swaps_identical_to_the_reference():
 def test_mainnet_blocks_mined_identical_to_the_reference():
     """Mined rows go to the unchanged cyclic-arbitrage inspector, a transaction at a time."""
     total = 0
-    for rows in arbitrage_mainnet.blocks():
+    for rows in mainnet_pending.blocks(BLOCKS):
         want = run(ref.ArbitrageProcessor(), batches(rows, 7))
         proc = ArbitrageProcessor()
         assert run(proc, batches(rows, 7)) == want

@@ -1,16 +1,22 @@
-"""The compiled sandwich strategy against today's pure-Python one (``tallyio.strategy_reference``): the same
-opportunities (strategy, kind, tx ids, pool, exact profit, profit token and every detail), in the
+"""The compiled sandwich strategy against the pure-Python one (``tallyio.strategy_reference``): the
+same opportunities (strategy, kind, tx ids, pool, exact profit, profit token and every detail), in the
 same order, and the same counters."""
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import sandwich_mainnet
+from tallyio_mainnet import pending as mainnet_pending
 import tallyio.strategy_reference as ref
 from tallyio import synthetic
 from tallyio.feeds import read_feed
 from tallyio_sandwich.processor import SandwichProcessor
+
+# the 25-block set of the workspace (beside the repository), else the blocks tallyio-mainnet ships
+FULL = Path(os.environ.get("TALLYIO_MAINNET_BLOCKS",
+                           Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mainnet-blocks"))
+BLOCKS = FULL if FULL.is_dir() else None
 
 SMALL = dict(liquidity=(10**5, 10**6), price_decades=1)
 SMALL_FEED = dict(gas_price=(1, 3), arb_gas_units=10, sandwich_gas_units=10)
@@ -62,7 +68,7 @@ def test_loose_slippage_peaks_and_unclosed_plants_identical(seed, small):
 
 
 def test_mainnet_blocks_as_pending_swaps_identical_to_the_reference():
-    chunks, table = sandwich_mainnet.pending_feed()
+    chunks, table = mainnet_pending.pending_feed(BLOCKS)
     reference, proc = ref.SandwichProcessor(table), SandwichProcessor(table)
     want = run(reference, chunks)
     assert run(proc, chunks) == want and len(want) >= 10
@@ -73,7 +79,7 @@ def test_mainnet_blocks_as_pending_swaps_identical_to_the_reference():
 def test_mainnet_blocks_mined_identical_to_the_reference():
     """Mined rows go, a whole block at a time, to the unchanged sandwich inspector."""
     total = 0
-    for rows in sandwich_mainnet.blocks():
+    for rows in mainnet_pending.blocks(BLOCKS):
         want = run(ref.SandwichProcessor(), batches(rows, 5))
         proc = SandwichProcessor()
         assert run(proc, batches(rows, 5)) == want

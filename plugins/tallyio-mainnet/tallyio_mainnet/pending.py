@@ -1,4 +1,5 @@
-"""The 25 mainnet fixture blocks replayed as pending swaps over a pools table built from them.
+"""Mainnet blocks replayed as pending swaps over a pools table built from them (a test bench for
+strategies: the strategy plugins' tests compare their compiled and reference implementations on it).
 
 The blocks hold mined swaps and no reserves, so the pending path needs both made up, the same way
 for the reference and the compiled strategy: every decoded row becomes pending with a 1%
@@ -19,25 +20,26 @@ from tallyio_mainnet.decode import decode_block
 from tallyio_mainnet.source import sample_dir
 
 WETH = bytes.fromhex("c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")
-REPO = Path(__file__).resolve().parents[3]
-# the full 25-block set lives outside the package (as in tallyio-mainnet's tests); the shipped
-# sample blocks stand in where it is absent
-FULL = Path(os.environ.get("TALLYIO_MAINNET_BLOCKS", REPO.parent / "shared" / "data" / "mainnet-blocks"))
-BLOCKS = FULL if FULL.is_dir() else sample_dir()
-BLOCK_FILES = sorted(p for p in BLOCKS.glob("*.json") if p.stem.isdigit())
 
 
-def blocks() -> list[np.ndarray]:
+def block_files(path: str | os.PathLike | None = None) -> list[Path]:
+    """The ``<number>.json`` block files of ``path`` in block order (None: the shipped sample)."""
+    d = Path(path) if path is not None else sample_dir()
+    return sorted(p for p in d.glob("*.json") if p.stem.isdigit())
+
+
+def blocks(path: str | os.PathLike | None = None) -> list[np.ndarray]:
     """Each block's decoded swaps (mined rows), in block order."""
-    return [decode_block(p)[0] for p in BLOCK_FILES]
+    return [decode_block(p)[0] for p in block_files(path)]
 
 
-def pending_feed() -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+def pending_feed(path: str | os.PathLike | None = None
+                 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """``(chunks, table)``: each block's rows made pending, ids unique across blocks, and the
     pools table (WETH the only priced token)."""
     chunks, first = [], {}
     next_id = 0
-    for rec in blocks():
+    for rec in blocks(path):
         rec = rec.copy()
         rec["flags"] |= FLAG_PENDING
         rec["id"] = np.arange(next_id, next_id + len(rec), dtype=np.uint64)
