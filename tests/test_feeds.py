@@ -283,7 +283,9 @@ def test_fuzz_findings(tmp_path):
     with pytest.raises(FeedError, match=r"records must be one-dimensional, got shape \(\)"):
         read_feed(p)
     p.write_bytes(_npy_bytes(good(1)).replace(b"'shape': (1,), }", b"'shape': (1,  }", 1))
-    with pytest.raises(FeedError, match=r"bad .npy header: TokenError"):
+    # numpy's header parser fails through Python's tokenizer, whose error differs by version
+    # (TokenError on 3.11+, ValueError on 3.10): what matters is one FeedError naming the file
+    with pytest.raises(FeedError, match=r"scalar.npy: bad .npy header: (TokenError|ValueError|SyntaxError)"):
         read_feed(p)
     z = tmp_path / "bool.npz"
     np.savez(z, id=np.array([False, True]), arrival_ns=np.array([0, 1]))
