@@ -100,7 +100,7 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "options": ((dict,), {}, None, "a table"),
     },
     "sinks": {
-        "names": ((list,), ["memory"], lambda v: all(isinstance(m, str) for m in v), "a list of sink names"),
+        "names": ((list,), [], lambda v: all(isinstance(m, str) for m in v), "a list of sink names"),
         "options": ((dict,), {}, lambda v: all(isinstance(t, dict) for t in v.values()),
                     "a table of per-sink tables ({ jsonl = { path = \"out.jsonl\" } })"),
     },

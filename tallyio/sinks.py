@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 import threading
 
 from tallyio.errors import ConfigError
@@ -17,19 +18,21 @@ log = logging.getLogger("tallyio.opportunities")
 
 
 class MemorySink:
-    """Keeps every opportunity in ``items`` (the engine's report reads them from here)."""
+    """Keeps the latest ``limit`` opportunities in ``items`` (oldest first) for a program that
+    reads them in-process; older ones are dropped and counted in ``dropped``, so a long run's
+    memory stays flat (the report keeps its own latest ``[engine] keep_opportunities``)."""
 
-    def __init__(self, limit: int = 1_000_000):
+    def __init__(self, limit: int = 10_000):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ConfigError(f"memory sink: limit must be an int >= 0, got {limit!r}")
-        self.items: list = []
+        self.items: deque = deque(maxlen=limit)
         self.limit = limit
-        self.dropped = 0  # counted, never silent: the report shows how many did not fit
+        self.dropped = 0  # counted, never silent
 
     def emit(self, opportunities) -> None:
-        room = self.limit - len(self.items)
-        self.items.extend(opportunities[:max(room, 0)])
-        self.dropped += max(len(opportunities) - max(room, 0), 0)
+        n = len(opportunities)
+        self.dropped += max(0, len(self.items) + n - self.limit)
+        self.items.extend(opportunities)
 
     def close(self) -> None:
         pass

@@ -195,7 +195,7 @@ def _bad_inputs(tmp_path):
     source_option = tmp_path / "source_option.toml"
     source_option.write_text("[source]\noptions = { bogus = 1 }\n")
     sink_option = tmp_path / "sink_option.toml"
-    sink_option.write_text("[sinks.options.memory]\nbogus = 1\n")
+    sink_option.write_text('[sinks]\nnames = ["memory"]\n[sinks.options.memory]\nbogus = 1\n')
     return {
         "csv_header_only": (["--feed", str(header)], f"{header}: an empty feed (no rows)"),
         "truncated_npz": (["--feed", str(cut)], f"{cut}: not a .npz file (not a zip archive)"),

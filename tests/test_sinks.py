@@ -22,10 +22,15 @@ def test_jsonl_appends_one_object_per_opportunity(tmp_path):
     assert lines[0]["profit_str"] == str(10**30)
 
 
-def test_memory_sink_counts_what_does_not_fit():
+def test_memory_sink_keeps_the_latest_and_counts_what_it_drops():
     sink = MemorySink(limit=1)
     sink.emit(OPS)
-    assert sink.items == OPS[:1] and sink.dropped == 1
+    assert list(sink.items) == OPS[-1:] and sink.dropped == len(OPS) - 1
+    sink.emit(OPS)
+    assert list(sink.items) == OPS[-1:] and sink.dropped == 2 * len(OPS) - 1
+    roomy = MemorySink(limit=10)
+    roomy.emit(OPS)
+    assert list(roomy.items) == OPS and roomy.dropped == 0
 
 
 @pytest.mark.parametrize("path", [None, "", 5])
