@@ -74,9 +74,15 @@ def test_live_mode_applies_the_latency_rule(strategies_and_slow):
                   breaker={"latency_violation_threshold": 1, "timeout": 3600.0},
                   batching={"max_age": 3600.0})
     assert report.mode == "live"
-    assert report.processors["slow"]["breaker_state"] == "open"
-    assert report.processors["slow"]["skipped_rows"] > 0
-    assert report.undecided.get("breaker_open:slow", 0) > 0
+    slow = report.processors["slow"]
+    assert slow["breaker_state"] == "open" and slow["skipped_rows"] > 0
+    # the rows it skipped are reported beside the latency, each batch under the first processor
+    # that did not decide it (on a loaded machine a real strategy's breaker may trip first)
+    skipped = sum(v for k, v in report.undecided.items() if k.startswith("breaker_open:"))
+    assert skipped >= slow["skipped_rows"]
+    # every row accounted for (the fixture set holds one block twice: those rows are duplicates)
+    assert (report.decided + sum(report.undecided.values())
+            + report.rejected.get("duplicate", 0)) == report.ingested
 
 
 def test_bundled_feed_paced_at_recorded_speed_finds_exactly_the_planted():
