@@ -20,7 +20,7 @@ def latencies_ns(n: int, offset: int = 0) -> np.ndarray:
 def missing_strategies() -> list[str]:
     """The example strategies the KPI benchmarks are defined with that are not loaded here."""
     from tallyio.bench import kpi
-    return sorted(set(kpi.REFERENCE) - set(kpi.strategies()))
+    return sorted(set(kpi.KPI_STRATEGIES) - set(kpi.strategies()))
 
 
 def require_strategies() -> None:

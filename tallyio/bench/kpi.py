@@ -154,6 +154,10 @@ def _qualname(obj) -> str:
     return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
+# the example strategies the KPI benchmarks are defined with (each has a pure-Python reference)
+KPI_STRATEGIES = ("arbitrage", "sandwich")
+
+
 def reference_strategies(names=None) -> tuple[dict, dict]:
     """``(factories, provenance)``: the strategies the plain peers run, by name, and where each
     came from: the pure-Python reference of each example strategy (``tallyio.strategy_reference``,
