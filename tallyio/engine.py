@@ -505,23 +505,24 @@ class Engine:
         speed, rate = float(src["speed"]), float(src["rate"])
         self._old_switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL)
+        # A full (generation 2) collection walks every object the interpreter holds: modules,
+        # plugins, feed metadata, tens of milliseconds' worth, while the engine thread waits for
+        # the GIL. Frozen objects are skipped; what the run allocates is still collected. (Before
+        # the schedule's origin: the collection itself takes milliseconds.)
+        self._froze_gc = e["gc_freeze"]
+        if self._froze_gc:
+            gc.collect()
+            gc.freeze()
         self._t0 = now_ns()
         if self.source is not None:
+            # the schedule starts when the first chunk is ready (t0_ns None), not before it is read
             self._pacer = Pacer(self.ring, rate=rate, speed=0.0 if rate > 0 else speed,
-                                t0_ns=self._t0, chunk_max=e["ingest_chunk"],
-                                on_full=e["on_full"])
+                                chunk_max=e["ingest_chunk"], on_full=e["on_full"])
             self._pacers.append(self._pacer)
         mon = cfg["monitoring"]
         self.collector = MetricsCollector(self, mon["interval"], mon["window"])
         if mon["enabled"]:
             self.exporter = PrometheusExporter(self, mon["address"], mon["port"])
-        # A full (generation 2) collection walks every object the interpreter holds: modules,
-        # plugins, feed metadata, tens of milliseconds' worth, while the engine thread waits for
-        # the GIL. Frozen objects are skipped; what the run allocates is still collected.
-        self._froze_gc = e["gc_freeze"]
-        if self._froze_gc:
-            gc.collect()
-            gc.freeze()
         self._engine_thread = threading.Thread(target=self._engine_loop, name="tallyio-engine",
                                                daemon=True)
         self._engine_thread.start()

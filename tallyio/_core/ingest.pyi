@@ -9,7 +9,7 @@ class Pacer:
     dropped: int     # uint64
     full_waits: int  # uint64
     wakeups: int     # uint64
-    def __init__(self, ring: Ring, *, rate: float = ..., speed: float = ..., t0_ns: int = ...,
+    def __init__(self, ring: Ring, *, rate: float = ..., speed: float = ..., t0_ns: int | None = ...,
                  offset: int = ..., stride: int = ..., chunk_max: int = ..., tick_ns: int = ...,
                  on_full: str = ...) -> None: ...
     @property

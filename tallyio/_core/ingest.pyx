@@ -105,7 +105,7 @@ cdef cnp.ndarray _rows(object rows, str what):
 
 
 cdef class Pacer:
-    """Pacer(ring, *, rate=0.0, speed=0.0, t0_ns=0, offset=0, stride=1, chunk_max=1024,
+    """Pacer(ring, *, rate=0.0, speed=0.0, t0_ns=None, offset=0, stride=1, chunk_max=1024,
     tick_ns=20_000, on_full="block")
 
     Offers rows to ``ring`` on a schedule, stamping each row's ``arrival_ns`` with its scheduled
@@ -116,6 +116,7 @@ cdef class Pacer:
       disjoint slots of one schedule.
     * ``speed > 0``: a recorded feed, row due at ``t0_ns + arrival_ns / speed`` (its recorded,
       relative ``arrival_ns``).
+    * ``t0_ns`` None: the schedule starts at the first ``run`` call.
     * neither: as fast as the ring takes them, stamped with the time they were pushed.
 
     A full ring: ``on_full="block"`` waits ``tick_ns`` and retries (counted in ``full_waits``),
@@ -139,7 +140,7 @@ cdef class Pacer:
         self.tick_ns = 20_000
         self.stride = 1
 
-    def __init__(self, Ring ring not None, *, double rate=0.0, double speed=0.0, t0_ns=0,
+    def __init__(self, Ring ring not None, *, double rate=0.0, double speed=0.0, t0_ns=None,
                  offset=0, stride=1, chunk_max=1024, tick_ns=20_000, on_full="block"):
         if ring.dtype != TX_DTYPE:
             raise TypeError(f"ring must hold TX_DTYPE rows, got {ring.dtype}")
@@ -161,7 +162,9 @@ cdef class Pacer:
         self.mode = MODE_RATE if rate > 0 else MODE_SPEED if speed > 0 else MODE_ASAP
         self.period_ns = 1e9 / rate if rate > 0 else 0.0
         self.speed = speed
-        self.t0 = <int64_t>int(t0_ns)
+        # None: the schedule starts when the first rows are handed to run(), so preparing them
+        # (reading, copying a source's first chunk) does not make them late
+        self.t0 = -1 if t0_ns is None else <int64_t>int(t0_ns)
         self.offset, self.stride = int(offset), int(stride)
         self.chunk_max, self.tick_ns = int(chunk_max), int(tick_ns)
         self.drop = on_full == "drop"
@@ -190,6 +193,8 @@ cdef class Pacer:
             raise ValueError("rows must be writable: arrival_ns is stamped in place")
         if self.ring.closed:
             raise TallyIOError("run() on a closed ring")
+        if self.t0 < 0:
+            self.t0 = <int64_t>tio_now_ns()
         cdef char *base = <char *>cnp.PyArray_DATA(a)
         cdef uint64_t n = <uint64_t>a.shape[0], i = 0, j, taken, k
         cdef tio_ring *r = self.ring.r
