@@ -53,6 +53,19 @@ def _write_json(flag: str, path: str, write) -> bool:
     return True
 
 
+def _save_results(path: str, results) -> bool:
+    """A bench results file (``--json``): False, with one line on stderr, when it cannot be
+    written."""
+    def write(p):
+        with open(p, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+            f.write("\n")
+    if not _write_json("--json", path, write):
+        return False
+    print(f"results written to {path}")
+    return True
+
+
 def _cmd_bench(args) -> int:
     from tallyio.bench import AREAS
     from tallyio.bench._harness import format_table
@@ -78,13 +91,8 @@ def _cmd_bench(args) -> int:
             print(f"tallyio bench: {e}", file=sys.stderr)
             return 1
         print(format_ab(d))
-        if args.json:
-            def write_ab(path):
-                with open(path, "w") as f:
-                    json.dump(d, f, indent=2, default=str)
-            if not _write_json("--json", args.json, write_ab):
-                return 1
-            print(f"results written to {args.json}")
+        if args.json and not _save_results(args.json, d):
+            return 1
         return 0
     areas = args.area or list(AREAS)
     unknown = [a for a in areas if a not in AREAS and a not in ("kpi", "monitoring", "soak")]
@@ -98,16 +106,16 @@ def _cmd_bench(args) -> int:
         print("tallyio bench: --json writes either the kpi results or the micro ones; run kpi "
               "on its own", file=sys.stderr)
         return 2
-    results = None
+    micro_res = None
     if args.json and micro:
         from tallyio.bench._harness import micro_results
 
         def show(area, comparisons):
             print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
             print(format_table(comparisons))
-        results = micro_results(micro, quick=args.quick, on_area=show)
+        micro_res = micro_results(micro, quick=args.quick, on_area=show)
     for area in areas:
-        if results is not None and area in AREAS:
+        if micro_res is not None and area in AREAS:
             continue
         if area == "monitoring":
             from tallyio.bench.monitoring import format_overhead, run_overhead
@@ -117,36 +125,21 @@ def _cmd_bench(args) -> int:
             from tallyio.bench.soak import format_soak, run_soak
             soak = run_soak(minutes=args.minutes)
             print(format_soak(soak))
-            if args.json:
-                def write_soak(path):
-                    with open(path, "w") as f:
-                        json.dump(soak, f, indent=2, default=str)
-                if not _write_json("--json", args.json, write_soak):
-                    return 1
+            if args.json and not _save_results(args.json, soak):
+                return 1
             continue
         if area == "kpi":
             from tallyio.bench.kpi import kpi_results, kpi_table
             results = kpi_results(quick=args.quick, repeats=args.repeats or 3)
             print(kpi_table(results))
-            if args.json:
-                def write(path):
-                    with open(path, "w") as f:
-                        json.dump(results, f, indent=2, default=str)
-                if not _write_json("--json", args.json, write):
-                    return 1
-                print(f"results written to {args.json}")
+            if args.json and not _save_results(args.json, results):
+                return 1
             continue
         mod = importlib.import_module(f"tallyio.bench.{area}")
         print(f"== {area}: ns per operation, best of repeats; ratio = peer / tallyio ==")
         print(format_table(mod.run(quick=args.quick)))
-    if results is not None:
-        def write_micro(path):
-            with open(path, "w") as f:
-                json.dump(results, f, indent=2, default=str)
-                f.write("\n")
-        if not _write_json("--json", args.json, write_micro):
-            return 1
-        print(f"results written to {args.json}")
+    if micro_res is not None and not _save_results(args.json, micro_res):
+        return 1
     return 0
 
 
