@@ -164,6 +164,8 @@ def _cmd_run(args) -> int:
             cfg["source"]["rate"] = float(args.rate)
         if args.speed is not None:
             cfg["source"]["speed"] = float(args.speed)
+        if args.partitions is not None:
+            cfg["source"]["options"]["partitions"] = args.partitions
         # the allocator switch: re-execute this command under jemalloc (first thing, before any
         # thread starts); "auto" carries on with glibc malloc when jemalloc is not installed
         from tallyio.system import ensure_jemalloc
@@ -267,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the engine on a feed and print its report")
     r.add_argument("--config", help="deployment config (TOML)")
-    r.add_argument("--feed", help="feed file or directory (default: the bundled sample)")
+    r.add_argument("--feed", "--source", dest="feed", metavar="FEED",
+                   help="feed file, directory or URL (nats://, ws://: a source plugin that "
+                   "accepts it); default: the bundled sample")
+    r.add_argument("--partitions", help="the source's partitions to consume, e.g. 0-3 or 0,2,5 "
+                   "(a partitioned source: [source] options.partitions)")
     r.add_argument("--duration", type=float, help="stop after this many seconds")
     r.add_argument("--rate", type=float, help="offer the feed at this many tx/s (0: its own timing)")
     r.add_argument("--speed", type=float, help="replay speed: 1 recorded, 2 twice as fast, 0 max")
@@ -303,7 +309,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--ab: load average above which the machine is busy (default 1.0)")
     b.add_argument("--json", metavar="PATH", help="write the kpi, --ab or micro results as JSON")
     b.set_defaults(func=_cmd_bench)
+    _plugin_commands(sub)
     return p
+
+
+def _plugin_commands(sub) -> None:
+    """Subcommands a plugin distribution adds (``tallyio publish``...): each entry point of the
+    ``tallyio.commands`` group is a function ``add(subparsers)`` that adds its parser and sets
+    ``func``. A plugin that fails to load loses its command, with one line on stderr; the
+    built-in commands still work."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group="tallyio.commands"), key=lambda e: e.name):
+        if ep.name in sub.choices:
+            print(f"tallyio: plugin command {ep.name!r} ({ep.value}) ignored: the name is taken",
+                  file=sys.stderr)
+            continue
+        try:
+            ep.load()(sub)
+        except Exception as e:  # a broken plugin must not take the command line down
+            print(f"tallyio: plugin command {ep.name!r} ({ep.value}) not loaded: {e!r}",
+                  file=sys.stderr)
 
 
 def main(argv=None) -> int:

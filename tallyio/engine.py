@@ -532,6 +532,12 @@ class Engine:
         self._fire("engine_started", engine=self)
         self._ingest_threads = []
         if self.source is not None:
+            # a source that acknowledges upstream (a message broker) reads ``settled`` from its
+            # own thread: rows leave the ring in ingest order, so ``settled >= k`` means every one
+            # of the first k rows it yielded has its outcome (decided, expired, skipped, dropped)
+            attach = getattr(self.source, "attach", None)
+            if attach is not None:
+                attach(self)
             t = threading.Thread(target=self._ingest, args=(self.source,), name="tallyio-ingest",
                                  daemon=True)
             self._ingest_threads.append(t)
