@@ -45,8 +45,15 @@ import numpy as np
 PROTOCOL_UNKNOWN = 0
 PROTOCOL_UNISWAP_V2 = 1
 PROTOCOL_UNISWAP_V3 = 2
+PROTOCOL_BALANCER_V1 = 3  # a Balancer V1 pool (BPool)
+PROTOCOL_BALANCER_V2 = 4  # the Balancer V2 Vault (one row per pool swap)
+PROTOCOL_CURVE = 5        # a Curve StableSwap pool
+PROTOCOL_BANCOR = 6       # a Bancor converter (one row per conversion hop)
+PROTOCOL_ZEROX = 7        # a 0x Exchange Proxy fill (the maker is the pool)
 PROTOCOL_NAMES = {PROTOCOL_UNKNOWN: "unknown", PROTOCOL_UNISWAP_V2: "uniswap_v2",
-                  PROTOCOL_UNISWAP_V3: "uniswap_v3"}
+                  PROTOCOL_UNISWAP_V3: "uniswap_v3", PROTOCOL_BALANCER_V1: "balancer_v1",
+                  PROTOCOL_BALANCER_V2: "balancer_v2", PROTOCOL_CURVE: "curve",
+                  PROTOCOL_BANCOR: "bancor", PROTOCOL_ZEROX: "zerox"}
 
 FLAG_PENDING = 1  # not yet mined (a mempool transaction)
 
