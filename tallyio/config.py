@@ -81,6 +81,10 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "success_threshold": ((int,), 3, lambda v: v >= 1, ">= 1"),
         "timeout": (_NUM, 5.0, lambda v: v > 0, "> 0 seconds"),
         "latency_violation_threshold": ((int,), 5, lambda v: v >= 1, ">= 1"),
+        # what a slow call is measured in: "cpu", the processor's CPU time on the engine thread
+        # (contention delays rows but does not trip the breaker), or "wall", elapsed time (a
+        # processor that blocks on I/O is slow only by the wall clock)
+        "latency_clock": ((str,), "cpu", lambda v: v in ("cpu", "wall"), "'cpu' or 'wall'"),
         "policy": ((str,), "static", None, "a registered threshold policy name"),
         "policy_options": ((dict,), {}, None, "a table"),
     },

@@ -47,6 +47,8 @@ class Report:
     # every opportunity found; ``opportunities`` holds the latest (engine keep_opportunities)
     opportunities_total: int = 0
     opportunities_by_kind: dict[str, int] = field(default_factory=dict)
+    # a feed that carries its planted opportunities: how many the run found (TruthTally.summary)
+    planted: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -107,6 +109,12 @@ class Report:
                 by_kind[key] = by_kind.get(key, 0) + 1
         for key, n in sorted(by_kind.items()):
             lines.append(f"  {key}: {n}")
+        if self.planted is not None:
+            p = self.planted
+            kinds = ", ".join(f"{k} {v['found']}/{v['planted']}" for k, v in p["by_kind"].items())
+            lines.append(f"planted        found {p['found']} of the feed's {p['planted']} ({kinds}); "
+                         f"missed {len(p['missed'])}")
+            lines += [f"  missed: {m}" for m in p["missed"][:max_opportunities]]
         for o in self.opportunities[:max_opportunities]:
             lines.append(f"  - {o.strategy} {o.kind} block={o.block} profit={o.profit} "
                          f"token={o.profit_token[:10]}.. pools={','.join(p[:10] + '..' for p in o.pools)}")

@@ -46,8 +46,8 @@ from typing import Mapping
 
 import numpy as np
 
-from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, int_to_u256,
-                            u256_column_to_ints)
+from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_bytes, address_hex,
+                            int_to_u256, u256_column_to_ints, u256_to_int)
 
 FEE_NUM = 997  # Uniswap V2: 0.3% of the input stays in the pool
 FEE_DEN = 1000
@@ -679,3 +679,135 @@ def _profit_rising(victim_in, min_out, rin, rout, f) -> bool:
     the victim had no bound, means it rises all the way up to ``f``.
     """
     return sandwich_gross(f + f // 10 + 1, victim_in, rin, rout)[1] > sandwich_gross(f, victim_in, rin, rout)[1]
+
+
+def ground_truth(records: np.ndarray, market: Market, *, arb_gas_units: int = ARB_GAS_UNITS,
+                 sandwich_gas_units: int = SANDWICH_GAS_UNITS) -> list[Planted]:
+    """Every opportunity a pending-swap feed over ``market`` holds, found by the references alone
+    (not by any strategy): the rows replayed in order on a copy of ``market``; before each swap,
+    ``reference_sandwich`` with it as the victim; after it, ``reference_arbitrage`` on its pool
+    when the swap left the pool outside its fee band. What a feed made by ``generate_feed`` holds
+    by construction, recovered from the feed itself (a feed file keeps no list of its plants)."""
+    st = market.copy()
+    index = {bytes(p.address): k for k, p in enumerate(st.pools)}
+    found: list[Planted] = []
+    for row in records:
+        i = index.get(bytes(row["pool"]))
+        if i is None:
+            continue
+        pool = st.pools[i]
+        token_in = bytes(row["token_in"])
+        a, min_out = u256_to_int(row["amount_in"]), u256_to_int(row["amount_out_min"])
+        gp, tx = int(row["gas_price"]), int(row["id"])
+        sw = reference_sandwich(st, i, token_in, a, min_out, gp, gas_units=sandwich_gas_units,
+                                tx_id=tx, cause="sandwich")
+        if sw is not None:
+            found.append(sw)
+        if pool.swap(token_in, a, min_out) is not None and not _in_band(st, i):
+            arb = reference_arbitrage(st, i, gp, gas_units=arb_gas_units, tx_id=tx,
+                                      cause="victim" if sw is not None else "arbitrage")
+            if arb is not None:
+                found.append(arb)
+    return found
+
+
+# -- ground truth carried in a feed file -----------------------------------------------------------
+TRUTH_KINDS = ("arbitrage", "sandwich_opportunity")
+
+
+def truth_arrays(planted: list[Planted]) -> dict[str, np.ndarray]:
+    """``planted`` as the ``truth_*`` metadata arrays of a feed file (see ``TruthTally``)."""
+    n = len(planted)
+    pools = np.zeros((n, 2, 20), dtype=np.uint8)
+    for k, p in enumerate(planted):
+        for j, a in enumerate(p.pools):
+            pools[k, j] = np.frombuffer(address_bytes(a), dtype=np.uint8)
+    return {"truth_kind": np.array([TRUTH_KINDS.index(p.kind) for p in planted], dtype=np.uint8),
+            "truth_tx": np.array([p.tx_ids[0] for p in planted], dtype=np.uint64),
+            "truth_pools": pools,
+            "truth_npools": np.array([len(p.pools) for p in planted], dtype=np.uint8),
+            "truth_profit": _words([p.profit for p in planted]).reshape(n, 4),
+            "truth_token": _addresses([address_bytes(p.profit_token) for p in planted]),
+            "truth_exhaustive": np.array([p.exhaustive for p in planted], dtype=bool)}
+
+
+class TruthTally:
+    """Which of a feed's planted opportunities a run found.
+
+    ``TruthTally.from_metadata(meta)`` reads the ``truth_*`` arrays of a feed's metadata (None when
+    it has none); ``see(opportunities)`` matches what the strategies report; ``summary()``.
+    A planted opportunity is found by one of the same kind, triggering transaction (the row's
+    position in the feed: the engine numbers rows in feed order), pools and profit token, whose
+    profit equals the reference's where the reference's search was exhaustive and is at least it
+    where it was not (a search that beats the reference's integer ternary search by a few wei is
+    still the same opportunity)."""
+
+    def __init__(self, planted: list[tuple]):
+        # (kind, tx, pools, token) -> (profit, exhaustive)
+        self.planted = {p[:4]: p[4:] for p in planted}
+        self.found: dict[tuple, int] = {}  # key -> the strategy's profit
+        self.short: list[tuple] = []       # same opportunity, less profit than the reference's
+
+    @classmethod
+    def from_metadata(cls, meta) -> "TruthTally | None":
+        if not meta or "truth_kind" not in meta:
+            return None
+        kinds, npools = meta["truth_kind"], meta["truth_npools"]
+        rows = []
+        for k in range(len(kinds)):
+            pools = tuple(address_hex(meta["truth_pools"][k, j]) for j in range(int(npools[k])))
+            rows.append((TRUTH_KINDS[int(kinds[k])], int(meta["truth_tx"][k]), pools,
+                         address_hex(meta["truth_token"][k]),
+                         u256_to_int(meta["truth_profit"][k]), bool(meta["truth_exhaustive"][k])))
+        return cls(rows)
+
+    def see(self, opportunities) -> None:
+        for o in opportunities:
+            if not o.tx_ids:
+                continue
+            key = (o.kind, int(o.tx_ids[0]), tuple(o.pools), o.profit_token)
+            want = self.planted.get(key)
+            if want is None:
+                continue
+            profit, exhaustive = want
+            if o.profit == profit or (not exhaustive and o.profit > profit):
+                self.found[key] = o.profit
+            else:
+                self.short.append((*key, o.profit, profit))
+
+    def summary(self) -> dict:
+        by_kind: dict[str, list[int]] = {}
+        for key in self.planted:
+            planted_found = by_kind.setdefault(key[0], [0, 0])
+            planted_found[0] += 1
+            planted_found[1] += key in self.found
+        missed = sorted((k for k in self.planted if k not in self.found), key=lambda k: k[1])
+        return {"planted": len(self.planted), "found": len(self.found),
+                "missed": [f"{k[0]} tx {k[1]} pools {','.join(k[2])}" for k in missed],
+                "by_kind": {k: {"planted": v[0], "found": v[1]} for k, v in sorted(by_kind.items())},
+                "short_of_reference": len(self.short)}
+
+
+def _main(argv=None) -> int:
+    """``python -m tallyio.synthetic truth FEED.npz``: (re)write the feed's ``truth_*`` arrays from
+    ``ground_truth`` over its own rows and pool table."""
+    import argparse
+
+    from tallyio.feeds import read_feed
+
+    p = argparse.ArgumentParser(prog="python -m tallyio.synthetic")
+    p.add_argument("command", choices=["truth"])
+    p.add_argument("feed", help="a .npz feed with its pool table")
+    args = p.parse_args(argv)
+    records, meta = read_feed(args.feed)
+    planted = ground_truth(records, Market.from_arrays(meta))
+    with np.load(args.feed) as f:
+        arrays = {k: f[k] for k in f.files if not k.startswith("truth_")}
+    np.savez_compressed(args.feed, **arrays, **truth_arrays(planted))
+    kinds = {k: sum(p.kind == k for p in planted) for k in TRUTH_KINDS}
+    print(f"{args.feed}: {len(planted)} planted opportunities ({kinds}) written as truth_* arrays")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -200,3 +200,56 @@ def test_small_market_ground_truth_is_exhaustive():
     m = synthetic.Market(10, **SMALL)
     _, planted = synthetic.generate_feed(10, 500, m, plant_arbitrage=3, plant_sandwich=2, **SMALL_FEED)
     assert planted and all(p.exhaustive for p in planted)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_ground_truth_recovers_what_the_generator_planted(seed):
+    """The references replayed over the feed alone find exactly what generate_feed planted."""
+    market = synthetic.Market(seed)
+    records, planted = synthetic.generate_feed(seed, 3000, market, plant_arbitrage=5,
+                                               plant_sandwich=4, rate=1e5)
+    found = synthetic.ground_truth(records, market)
+    key = lambda p: (p.kind, p.tx_ids, p.pools, p.profit, p.profit_token)  # noqa: E731
+    assert sorted(map(key, found)) == sorted(map(key, planted))
+
+
+def test_truth_tally_matches_kind_tx_pools_token_and_profit(tmp_path):
+    from tallyio.feeds import read_feed, write_feed
+    from tallyio.opportunity import Opportunity
+
+    market = synthetic.Market(3)
+    records, planted = synthetic.generate_feed(3, 2000, market, plant_arbitrage=3, plant_sandwich=2)
+    path = tmp_path / "feed.npz"
+    write_feed(path, records, **market.to_arrays(), **synthetic.truth_arrays(planted))
+    _, meta = read_feed(path)
+    tally = synthetic.TruthTally.from_metadata(meta)
+    assert synthetic.TruthTally.from_metadata({}) is None
+    assert tally.summary()["found"] == 0 and tally.summary()["planted"] == len(planted)
+
+    def opp(p, profit):
+        return Opportunity("s", p.kind, profit, p.profit_token, p.tx_ids, p.pools)
+
+    sand = next(p for p in planted if p.kind == "sandwich_opportunity")  # exhaustive: exact profit
+    arb = next(p for p in planted if p.kind == "arbitrage" and not p.exhaustive)
+    tally.see([opp(sand, sand.profit + 1), opp(arb, arb.profit - 1)])  # wrong profits
+    tally.see([Opportunity("s", arb.kind, arb.profit, arb.profit_token, (arb.tx_ids[0] + 1,),
+                           arb.pools)])  # another transaction
+    s = tally.summary()
+    assert s["found"] == 0 and s["short_of_reference"] == 2
+    tally.see([opp(sand, sand.profit), opp(arb, arb.profit + 2)])  # a better search still counts
+    s = tally.summary()
+    assert s["found"] == 2 and len(s["missed"]) == len(planted) - 2
+    assert s["by_kind"]["sandwich_opportunity"]["found"] == 1
+
+
+def test_bundled_feed_carries_its_planted_opportunities():
+    """The bundled feed's truth_* arrays are what `python -m tallyio.synthetic truth` computes."""
+    from pathlib import Path
+
+    from tallyio.feeds import read_feed
+
+    records, meta = read_feed(Path(__file__).resolve().parents[1] / "tallyio/data/sample_feed.npz")
+    want = synthetic.truth_arrays(synthetic.ground_truth(records, synthetic.Market.from_arrays(meta)))
+    for k, v in want.items():
+        assert np.array_equal(meta[k], v), k
+    assert len(want["truth_kind"]) == 30

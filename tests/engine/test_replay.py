@@ -17,10 +17,20 @@ BLOCKS = FULL if FULL.is_dir() else SAMPLE
 
 
 class SlowStrategy:
-    """Takes longer per batch than the breaker's latency threshold (5 ms by default)."""
+    """Takes longer per batch than the breaker's latency threshold (5 ms by default), waiting (as
+    on I/O): slow by the wall clock only."""
 
     def process(self, batch):
         time.sleep(0.006)
+
+
+class BusyStrategy:
+    """Burns 6 ms of its own CPU time per batch: slow by either clock."""
+
+    def process(self, batch):
+        end = time.thread_time_ns() + 6_000_000
+        while time.thread_time_ns() < end:
+            pass
 
 
 def _key(o):
@@ -43,10 +53,10 @@ def strategies_and_slow():
     from tallyio.hookspecs import hookimpl
     from tallyio.plugins import get_plugin_manager
 
-    def make():
+    def make(strategy=SlowStrategy):
         pm = get_plugin_manager()
         plugin = types.SimpleNamespace(register_processors=hookimpl(
-            lambda register: register("slow", SlowStrategy)))
+            lambda register: register("slow", strategy)))
         pm.register(plugin, "slow-strategy")
         return pm, None
     return make
@@ -60,7 +70,7 @@ def test_mainnet_replay_is_the_union_of_single_blocks_three_times(strategies_and
         singles |= {_key(o) for o in _run(f, strategies_and_slow).opportunities}
     assert singles, "the blocks hold known sandwiches and arbitrages"
     for attempt in range(3):
-        report = _run(BLOCKS, strategies_and_slow)
+        report = _run(BLOCKS, strategies_and_slow, breaker={"latency_clock": "wall"})
         assert report.mode == "replay"
         assert report.undecided == {}, report.undecided
         assert report.processors["slow"]["slow_batches"] > 0  # counted, not acted on
@@ -68,10 +78,13 @@ def test_mainnet_replay_is_the_union_of_single_blocks_three_times(strategies_and
         assert {_key(o) for o in report.opportunities} == singles, f"run {attempt}"
 
 
-def test_live_mode_applies_the_latency_rule(strategies_and_slow):
+@pytest.mark.parametrize("strategy,clock", [(SlowStrategy, "wall"), (BusyStrategy, "cpu"),
+                                            (BusyStrategy, "wall")])
+def test_live_mode_applies_the_latency_rule(strategies_and_slow, strategy, clock):
     # rows do not age out here (max_age an hour), so only the slow-call rule can skip them
-    report = _run(BLOCKS, strategies_and_slow, engine={"mode": "live"},
-                  breaker={"latency_violation_threshold": 1, "timeout": 3600.0},
+    report = _run(BLOCKS, lambda: strategies_and_slow(strategy), engine={"mode": "live"},
+                  breaker={"latency_violation_threshold": 1, "timeout": 3600.0,
+                           "latency_clock": clock},
                   batching={"max_age": 3600.0})
     assert report.mode == "live"
     slow = report.processors["slow"]
@@ -85,6 +98,19 @@ def test_live_mode_applies_the_latency_rule(strategies_and_slow):
             + report.rejected.get("duplicate", 0)) == report.ingested
 
 
+def test_cpu_clock_does_not_count_waiting_as_slow(strategies_and_slow):
+    """The default clock judges a processor by its own CPU time: one that waits 6 ms per batch
+    (descheduled, blocked on the GIL or on I/O) is slow by the wall clock, never by the CPU one."""
+    report = _run(BLOCKS, strategies_and_slow, engine={"mode": "live"},
+                  breaker={"latency_violation_threshold": 1, "timeout": 3600.0},
+                  batching={"max_age": 3600.0})
+    slow = report.processors["slow"]
+    assert slow["batches"] > 0
+    assert slow["slow_batches"] == 0 and slow["skipped_rows"] == 0
+    assert slow["breaker_state"] == "closed"
+    assert slow["p50"] >= 6_000_000  # it did wait: the wall-clock latency shows it
+
+
 def test_bundled_feed_paced_at_recorded_speed_finds_exactly_the_planted():
     from tallyio.plugins import get_plugin_manager
     for _ in range(2):
@@ -94,3 +120,6 @@ def test_bundled_feed_paced_at_recorded_speed_finds_exactly_the_planted():
         assert report.undecided == {}
         assert report.opportunities_by_kind == {"arbitrage/arbitrage": 20,
                                                 "sandwich/sandwich_opportunity": 10}
+        # and they are the feed's planted ones (its truth_* arrays), each with its profit
+        assert report.planted["found"] == report.planted["planted"] == 30, report.planted
+        assert report.planted["missed"] == [] and report.planted["short_of_reference"] == 0
