@@ -1,0 +1,1 @@
+"""TallyIO on NATS JetStream."""
