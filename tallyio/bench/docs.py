@@ -146,6 +146,20 @@ def render(results: dict) -> str:
                          f"{(d.get('rss_bytes') or 0) / 2**20:,.0f} MiB | "
                          f"{_verdicts(sat.get('verdicts', {})) if e == 'tallyio' else ''} |")
         lines.append("")
+    bundled = results.get("bundled_feed", {}).get("speed 1")
+    if bundled and "tallyio" in bundled:
+        d = bundled["tallyio"]
+        lines += ["`bundled_feed` (`make run`: the bundled feed at its recorded 100k tx/s, "
+                  "`tallyio run --speed 1` in a fresh process; latency in µs)", "",
+                  "| p50 | p99 | decided | undecided | found | planted missed | breakers opened | "
+                  "peak RSS | verdict |",
+                  "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+                  f"| {_spread_us(d, 'p50')} | {_spread_us(d, 'p99')} | {_tps(d.get('decided'))} | "
+                  f"{format_undecided(d.get('undecided', {}))} | {_tps(d.get('opportunities'))} | "
+                  f"{d.get('spread', {}).get('planted_missed', ['-', '-'])[1]} | "
+                  f"{d.get('spread', {}).get('breakers_opened', ['-', '-'])[1]} | "
+                  f"{(d.get('peak_rss_bytes') or 0) / 2**20:,.0f} MiB | "
+                  f"{_verdicts(bundled.get('verdicts', {}))} |", ""]
     head = " | ".join([f"P99 vs {LABELS[p]}" for p in ENGINES[1:]]
                       + [f"tx/s vs {LABELS[p]}" for p in ENGINES[1:]])
     lines += ["Ratios against each peer: latency peer / TallyIO (P99; open-loop runs only), "
@@ -155,6 +169,8 @@ def render(results: dict) -> str:
     for bench in BENCHES:
         for key, agg in results.get(bench, {}).items():
             r = agg.get("ratios", {})
+            if not r:
+                continue  # TallyIO alone (the bundled feed)
             lines.append(f"| {bench} {key} | " + " | ".join(_ratio_cells(r, "p99")) + " | "
                          + " | ".join(_ratio_cells(r, "throughput_tps")) + " |")
     return "\n".join(lines)

@@ -84,10 +84,13 @@ TARGETS: dict[str, dict[str, dict[str, tuple[str, float]]]] = {
     "concurrent_operations": {"8": {"p99": ("<", 1_000_000)}},
     "saturation": {"all": {"throughput_tps": (">=", 1_500_000), "vs_batched": (">=", 10.0),
                            "peak_rss_bytes": ("<", 2 * GIB)}},
+    # `make run`: the bundled feed at its recorded 100k tx/s, in a fresh process of its own
+    "bundled_feed": {"speed 1": {"planted_missed": ("==", 0), "breakers_opened": ("==", 0),
+                                 "peak_rss_bytes": ("<", 150 * 2**20)}},
 }
 # the engines whose percentiles get medians and spreads in the results
 METRICS = ("p50", "p95", "p99", "p999", "max", "throughput_tps", "decided", "offered",
-           "rss_bytes", "peak_rss_bytes", "opportunities")
+           "rss_bytes", "peak_rss_bytes", "opportunities", "planted_missed", "breakers_opened")
 
 
 # ---- the feed ----------------------------------------------------------------------------------
@@ -241,10 +244,12 @@ def judge(bench: str, point: str, results: dict) -> dict:
         if metric == "vs_batched":
             peer = results.get("batched", {}).get("throughput_tps")
             value = t["throughput_tps"] / peer if peer else float("nan")
+        elif op == "==":  # a count that must be zero in every run: the worst run's
+            value = t.get("spread", {}).get(metric, [None, float("nan")])[1]
         else:
             value = t.get(metric, float("nan"))
         ok = {"<": value < limit, "<=": value <= limit, ">": value > limit,
-              ">=": value >= limit}[op]
+              ">=": value >= limit, "==": value == limit}[op]
         out[metric] = {"value": value, "op": op, "limit": limit,
                        "verdict": "PASS" if ok and clean else "FAIL"}
     return out
@@ -676,6 +681,36 @@ def saturation_point(engine: str, n: int = FEED_ROWS, *, config=None, names=None
     return pe.summary()
 
 
+def bundled_feed_point(engine: str = "tallyio", speed: float = 1.0) -> dict:
+    """``tallyio run --speed 1`` (what ``make run`` runs) in a fresh process, so that its peak RSS
+    is its own: the report's latency, accounting, planted opportunities found and breakers."""
+    import json
+    import sys
+    import tempfile
+    if engine != "tallyio":
+        raise ValueError(f"the bundled-feed point runs TallyIO's command only, got {engine!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "report.json")
+        p = subprocess.run([sys.executable, "-m", "tallyio", "run", "--speed", str(speed), "-q",
+                            "--show", "0", "--json", path], capture_output=True, text=True,
+                           timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"tallyio run exited {p.returncode}: {p.stderr[-2000:]}")
+        with open(path) as f:
+            r = json.load(f)
+    planted = r.get("planted") or {}
+    return dict(r["latency_ns"], offered=r["ingested"], decided=r["decided"],
+                undecided=settle(r["ingested"], r["decided"], r["undecided"]),
+                throughput_tps=r["throughput_tps"], duration_s=r["duration_s"],
+                mean_batch=r["mean_batch"], stages=r["stages"],
+                opportunities=r["opportunities_total"], peak_rss_bytes=r["peak_rss_bytes"],
+                planted=planted.get("planted"),
+                planted_missed=len(planted["missed"]) if planted else None,
+                breakers_opened=sum(1 for d in r["processors"].values()
+                                    if d["breaker_state"] != "closed" or d["skipped_rows"]),
+                mode=r["mode"])
+
+
 def saturation(n: int = 200_000, *, plain: bool = True, config=None, names=None,
                engines=None) -> dict:
     """Throughput at saturation, one run per engine: ``{engine: summary}``."""
@@ -778,10 +813,12 @@ def kpi_results(quick: bool = False, repeats: int = 3, *, seconds: float | None 
               for b, k, rate, prod in _points(quick)]
     points.append(("saturation", "all",
                    lambda e: saturation_point(e, sat_n, drain_limit=drain)))
+    points.append(("bundled_feed", "speed 1", bundled_feed_point))
     for bench, key, fn in points:
-        runs: dict = {e: [] for e in engines}
+        these = ("tallyio",) if bench == "bundled_feed" else engines
+        runs: dict = {e: [] for e in these}
         for rep in range(repeats):
-            order = list(engines[rep % len(engines):]) + list(engines[:rep % len(engines)])
+            order = list(these[rep % len(these):]) + list(these[:rep % len(these)])
             for e in order:
                 say(f"{bench} {key} {e} run {rep + 1}/{repeats}")
                 runs[e].append(fn(e))
@@ -798,7 +835,7 @@ def kpi_results(quick: bool = False, repeats: int = 3, *, seconds: float | None 
     return results
 
 
-BENCHES = ("latency_under_load", "concurrent_operations", "saturation")
+BENCHES = ("latency_under_load", "concurrent_operations", "saturation", "bundled_feed")
 
 
 def verdict_list(results: dict) -> list[dict]:
@@ -881,6 +918,14 @@ def kpi_table(results: dict) -> str:
         lines.append(f"  peak RSS of the whole benchmark process: "
                      f"{meta.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB")
         lines.append("  ratios: " + _ratio_text(sat.get("ratios", {})))
+    bundled = results.get("bundled_feed", {}).get("speed 1", {}).get("tallyio")
+    if bundled:
+        lines += ["", f"bundled feed at its recorded speed (`make run`, a fresh process): "
+                      f"p50 {_us(bundled.get('p50'))} us, p99 {_us(bundled.get('p99'))} us, "
+                      f"decided {bundled.get('decided', 0):,.0f} of {bundled.get('offered', 0):,.0f}, "
+                      f"undecided {format_undecided(bundled['undecided'])}, planted missed "
+                      f"{bundled.get('planted_missed')}, peak RSS "
+                      f"{bundled.get('peak_rss_bytes', 0) / 2**20:,.0f} MiB"]
     vs = results.get("verdicts") or verdict_list(results)
     if vs:
         passed = sum(v["verdict"] == "PASS" for v in vs)

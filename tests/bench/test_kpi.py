@@ -90,6 +90,20 @@ def test_targets_use_the_limits_and_the_batched_peer():
     assert kpi.judge("latency_under_load", "2.0", slow) == {}  # no targets at this point
 
 
+def test_bundled_feed_fails_on_any_run_that_missed_a_plant_or_opened_a_breaker():
+    ok = dict(planted_missed=0, breakers_opened=0, peak_rss_bytes=100 * 2**20)
+    clean = _agg(tallyio=[run(**ok)] * 3)
+    assert all(x["verdict"] == "PASS" for x in kpi.judge("bundled_feed", "speed 1", clean).values())
+    # one run of three: the median is 0, the verdict still FAIL (the worst run counts)
+    for bad in ({"planted_missed": 1}, {"breakers_opened": 1}):
+        agg = _agg(tallyio=[run(**ok), run(**dict(ok, **bad)), run(**ok)])
+        v = kpi.judge("bundled_feed", "speed 1", agg)
+        metric = next(iter(bad))
+        assert v[metric]["verdict"] == "FAIL" and v[metric]["value"] == 1
+    heavy = _agg(tallyio=[run(**dict(ok, peak_rss_bytes=151 * 2**20))])
+    assert kpi.judge("bundled_feed", "speed 1", heavy)["peak_rss_bytes"]["verdict"] == "FAIL"
+
+
 def test_aggregate_medians_spread_and_summed_undecided():
     a = kpi.aggregate([run(p99=1, undecided={"expired": 2}), run(p99=5),
                        run(p99=3, undecided={"expired": 1})])
@@ -218,6 +232,8 @@ def test_suite_alternates_engines_and_fails_undecided(monkeypatch):
                         lambda e, n, **kw: run(throughput_tps=2e6 if e == "tallyio" else 1e5,
                                                peak_rss_bytes=2**28))
     monkeypatch.setattr(kpi, "workload", lambda *a, **k: None)
+    monkeypatch.setattr(kpi, "bundled_feed_point",
+                        lambda e: run(planted_missed=0, breakers_opened=0, peak_rss_bytes=2**26))
     r = kpi.kpi_results(quick=True, repeats=2, seconds=0.01)
     assert calls[:8] == ["tallyio", "batched", "plain", "engine_only",
                          "batched", "plain", "engine_only", "tallyio"]
@@ -226,6 +242,7 @@ def test_suite_alternates_engines_and_fails_undecided(monkeypatch):
     assert v[("latency_under_load", "1.0", "p99")] == "PASS"
     assert v[("latency_under_load", "5.0", "p99")] == "FAIL"
     assert v[("saturation", "all", "vs_batched")] == "PASS"
+    assert v[("bundled_feed", "speed 1", "planted_missed")] == "PASS"
     assert r["passed"] is False
     assert r["meta"]["repeats"] == 2 and "commit" in r["meta"]["machine"]
     table = kpi.kpi_table(r)
