@@ -1,6 +1,7 @@
 """Publish a TallyIO feed to JetStream: batch messages partitioned by token pair."""
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from typing import Any, Iterable
@@ -15,6 +16,8 @@ from tallyio_nats.wire import (HEADER, MAX_PARTITIONS, META_SUBJECT, TX_STREAM, 
                                encode, partition_of)
 
 MAX_MESSAGE_BYTES = 1 << 20  # the server's default max_payload
+RETRY_S = 120.0  # how long a server restart may take
+ACK_WAIT_S = 10.0
 
 
 class Publisher:
@@ -48,9 +51,11 @@ class Publisher:
         self._seq = [0] * partitions
         self._held: list[list[np.ndarray]] = [[] for _ in range(partitions)]
         self._held_rows = [0] * partitions
-        self._futures: list = []
+        self._inflight: list = []
+        self.resent = 0
+        # truth_* arrays name rows by their index in the whole feed: no shard sees that index
         meta = {k: np.asarray(v) for k, v in (metadata or {}).items()
-                if isinstance(v, np.ndarray)}
+                if isinstance(v, np.ndarray) and not k.startswith("truth_")}
         meta["partitions"] = np.array(partitions)
         buf = io.BytesIO()
         np.savez(buf, **meta)
@@ -96,25 +101,60 @@ class Publisher:
 
     def _message(self, p: int, payload: bytes) -> None:
         self.messages += 1
-        self._futures.append(self.lt.submit(self._publish(f"{TX_SUBJECT}.{p}", payload)))
-        if len(self._futures) >= 512:  # bound what is in flight
+        # the id makes a re-send after a lost ack harmless: JetStream drops the copy
+        msg = (f"{TX_SUBJECT}.{p}", payload,
+               {SENT_HEADER: str(time.time_ns()), "Nats-Msg-Id": f"{p}.{self._seq[p]}"})
+        self._inflight.append((msg, self.lt.submit(self._send_async(msg))))
+        if len(self._inflight) >= 512:  # bound what is in flight
             self.wait()
 
-    async def _publish(self, subject: str, payload: bytes):
-        # publish_async sends in call order on the one connection: a partition's messages are
-        # stored in the order they were made; its future is the server's ack
-        return await self.lt.js.publish_async(
-            subject, payload, headers={SENT_HEADER: str(time.time_ns())})
+    async def _send_async(self, msg):
+        # one connection sends in call order, so a partition's messages are stored in the order
+        # they were made; while it reconnects (a server restart) nothing is sent, not buffered
+        await self._connected()
+        subject, payload, headers = msg
+        return await self.lt.js.publish_async(subject, payload, headers=dict(headers))
+
+    async def _connected(self) -> None:
+        deadline = time.monotonic() + RETRY_S
+        while not self.lt.nc.is_connected:
+            if self.lt.nc.is_closed or time.monotonic() > deadline:
+                raise NatsError(f"{self.lt.url}: not connected")
+            await asyncio.sleep(0.05)
+
+    async def _confirm(self, inflight) -> None:
+        for i, (msg, sent) in enumerate(inflight):
+            try:
+                await asyncio.wait_for(await asyncio.wrap_future(sent), ACK_WAIT_S)
+                continue
+            except Exception:
+                pass
+            # lost in a restart: send this one and every later one again, in order, each
+            # confirmed (copies already stored are dropped by their Nats-Msg-Id)
+            for again, _ in inflight[i:]:
+                await self._resend(again)
+            return
+
+    async def _resend(self, msg) -> None:
+        deadline = time.monotonic() + RETRY_S
+        subject, payload, headers = msg
+        while True:
+            await self._connected()
+            try:
+                await self.lt.js.publish(subject, payload, timeout=ACK_WAIT_S,
+                                         headers=dict(headers))
+                self.resent += 1
+                return
+            except Exception as e:
+                if time.monotonic() > deadline:
+                    raise NatsError(f"{self.lt.url}: a message was not stored: {e!r}") from None
+                await asyncio.sleep(0.25)
 
     def wait(self) -> None:
-        """Wait until the server stored every message sent so far; ``NatsError`` otherwise."""
-        futures, self._futures = self._futures, []
-        for f in futures:
-            ack_future = f.result(timeout=60)
-            try:
-                self.lt.call(_await(ack_future), timeout=60)
-            except Exception as e:
-                raise NatsError(f"{self.lt.url}: a message was not stored: {e!r}") from None
+        """Wait until the server stored every message sent so far, sending again what a server
+        restart lost; ``NatsError`` after ``RETRY_S`` seconds without success."""
+        inflight, self._inflight = self._inflight, []
+        self.lt.call(self._confirm(inflight), timeout=None)
 
     def end(self) -> dict[str, Any]:
         """Send the rest and each partition's end marker; wait until all are stored. Returns
@@ -136,9 +176,6 @@ class Publisher:
         self.close()
         return False
 
-
-async def _await(fut):
-    return await fut
 
 
 def feed_source(feed=None):

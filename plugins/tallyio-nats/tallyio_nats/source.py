@@ -28,6 +28,20 @@ log = logging.getLogger(__name__)
 SENT_HEADER = "Tallyio-Sent-Ns"  # the publisher's wall clock, for the publish -> decision hop
 _EMPTY = np.zeros(0, TX_DTYPE)
 _RETRY_S = 0.5  # pause before re-subscribing after a lost connection or a gap
+GAP_WAIT_S = 2.0  # how long a message ahead of its turn waits for the missing one
+
+
+class _Reader:
+    """Where the reading of one partition stands."""
+
+    __slots__ = ("partition", "expected", "resume", "stash", "since")
+
+    def __init__(self, partition: int):
+        self.partition = partition
+        self.expected = 1   # the next partition sequence to hand over
+        self.resume = 1     # stream sequence to re-subscribe from: all before it were taken
+        self.stash: dict = {}  # partition sequence -> (msg, batch) that came ahead of its turn
+        self.since = None   # monotonic time the oldest stashed message has been waiting
 
 
 class _Gap(Exception):
@@ -247,25 +261,22 @@ class NatsSource:
         return await js.pull_subscribe_bind(name, stream=TX_STREAM)
 
     async def _consume(self, p: int) -> None:
-        expected, last = 1, 0  # next partition sequence; stream sequence of the last taken
+        st = _Reader(p)
         sub = None
         try:
             while True:
                 try:
-                    sub = await self._subscribe(p, last + 1)
+                    sub = await self._subscribe(p, st.resume)
                     while True:
                         try:
                             msgs = await sub.fetch(self.batch, timeout=1.0)
                         except nats.errors.TimeoutError:
-                            continue
+                            msgs = []
                         for m in msgs:
-                            got = await self._take(p, m, expected)
-                            if got is None:
-                                continue  # a redelivery or a malformed message
-                            last = m.metadata.sequence.stream
-                            expected += 1
-                            if got:  # the end marker
-                                return
+                            if await self._take(st, m):
+                                return  # the end marker
+                        if st.stash and time.monotonic() - st.since > GAP_WAIT_S:
+                            raise _Gap(f"partition {p}: waiting for message {st.expected}")
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # a lost connection, a gap, a refused request
@@ -280,17 +291,19 @@ class NatsSource:
                             pass
                         sub = None
                     log.info("partition %d: re-subscribing from stream sequence %d after %r",
-                             p, last + 1, e)
+                             p, st.resume, e)
                     await asyncio.sleep(_RETRY_S)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._q.put(("fatal", p, e, None, None))
 
-    async def _take(self, p: int, m, expected: int) -> bool | None:
-        """Queue message ``m`` of partition ``p``: True for its end marker, False for rows,
-        None when it is not taken (a redelivery: acked in turn; malformed: dead-lettered).
-        Raises ``_Gap`` when a message before it is missing."""
+    async def _take(self, st: "_Reader", m) -> bool:
+        """Take message ``m`` of ``st``'s partition: hand it, and any stashed ones that follow,
+        to the ingest thread in partition order. A redelivery is acked in its turn and dropped;
+        one ahead of its turn waits in the stash; a malformed one is dead-lettered. True once
+        the end marker is handed."""
+        p = st.partition
         self.stats["messages"] += 1
         try:
             b = decode(m.data)
@@ -304,20 +317,37 @@ class NatsSource:
                     raise MalformedMessage("invalid_rows", str(e)) from None
         except MalformedMessage as e:
             await self._dead_letter(p, m, e)
-            return None
-        if b.seq < expected:
+            return False
+        if b.seq < st.expected or b.seq in st.stash:
             self.stats["redelivered"] += 1
             self._q.put(("ack", p, None, m, None))
-            return None
-        if b.seq > expected:
-            raise _Gap(f"partition {p}: message {b.seq} while expecting {expected}")
+            return False
+        if b.seq > st.expected:
+            # messages lost in flight (the server restarted) or stored out of order: wait for
+            # the missing one, re-subscribing when it does not come (GAP_WAIT_S)
+            self.stats["out_of_order"] += 1
+            st.stash[b.seq] = (m, b)
+            st.since = st.since or time.monotonic()
+            return False
+        clean = not st.stash
+        ended = self._hand(st, m, b)
+        while not ended and st.expected in st.stash:
+            ended = self._hand(st, *st.stash.pop(st.expected))
+        if clean:  # everything of the partition up to this message has been taken
+            st.resume = m.metadata.sequence.stream + 1
+        if not st.stash:
+            st.since = None
+        return ended
+
+    def _hand(self, st: "_Reader", m, b) -> bool:
+        st.expected += 1
         sent = None
         if m.headers and SENT_HEADER in m.headers:
             try:
                 sent = int(m.headers[SENT_HEADER])
             except ValueError:
                 pass
-        self._q.put(("end" if b.end else "rows", p, b.rows, m, sent))
+        self._q.put(("end" if b.end else "rows", st.partition, b.rows, m, sent))
         return b.end
 
     async def _dead_letter(self, p: int, m, e: MalformedMessage) -> None:

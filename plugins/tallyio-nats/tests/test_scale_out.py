@@ -1,0 +1,194 @@
+"""Sharded engines on a real nats-server: the gathered opportunities equal one engine's over the
+whole bundled feed, after a SIGKILL, after a server restart; malformed messages are counted and
+dead-lettered."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from conftest import TALLYIO, TIMEOUT, engine, finish
+from tallyio.engine import Engine
+from tallyio.errors import ConfigError
+from tallyio_nats._loop import LoopThread, NatsError
+from tallyio_nats.gather import gather
+from tallyio_nats.publisher import Publisher
+from tallyio_nats.source import NatsSource
+from tallyio_nats.wire import DEAD_STREAM, DEAD_SUBJECT, TX_STREAM, encode, partition_of
+
+SHARDS = ("0-1", "2-3", "4-5")  # three engines over six partitions
+
+
+def _same(gathered: dict, reference: dict) -> None:
+    assert gathered["complete"], gathered["missing_partitions"]
+    assert gathered["conflicts"] == 0
+    assert gathered["total"] == reference["total"]
+    assert gathered["opportunities"] == reference["opportunities"]
+
+
+def _wait_acked(url: str, partitions, timeout: float = TIMEOUT) -> None:
+    """Until the durable consumer of one of ``partitions`` has acknowledged something: that
+    engine is mid-run. (Another process's progress: read from the server, on a bound.)"""
+    lt = LoopThread(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            for p in partitions:
+                try:
+                    info = lt.call(lt.js.consumer_info(TX_STREAM, f"tallyio-p{p}"))
+                except Exception:
+                    continue
+                if info.ack_floor.stream_seq > 0:
+                    return
+            assert time.monotonic() < deadline, f"partitions {partitions}: nothing acked"
+            time.sleep(0.05)
+    finally:
+        lt.stop()
+
+
+def _publish_halves(url, rows, metadata, between):
+    """Publish the first half of the feed, call ``between()``, publish the rest and the end."""
+    with Publisher(url, 6, metadata=metadata) as pub:
+        half = len(rows) // 2
+        pub.publish(rows[:half])
+        pub.wait()
+        between()
+        pub.publish(rows[half:])
+        pub.end()
+
+
+def test_three_engines_over_six_partitions(nats_server, reference, tmp_path):
+    url = nats_server.url
+    out = subprocess.run([TALLYIO, "publish", "--to", url, "--partitions", "6"],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert "published 30,000 rows" in out.stdout
+    finish([engine(url, s) for s in SHARDS])
+    path = tmp_path / "gathered.json"
+    out = subprocess.run([TALLYIO, "gather", "--from", url, "--json", str(path),
+                          "--timeout", str(TIMEOUT)], capture_output=True, text=True,
+                         timeout=TIMEOUT + 30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    gathered = json.loads(path.read_text())
+    _same(gathered, reference)
+    assert gathered["duplicates"] == 0
+    assert sorted(s["shard"] for s in gathered["shards"]) == list(SHARDS)
+    assert sum(s["rows"] for s in gathered["shards"]) == 30_000
+
+
+def test_sigkill_one_engine_mid_run(nats_server, feed_rows, reference):
+    url = nats_server.url
+    rows, metadata = feed_rows
+    victim = 0  # shard 0-1: the most rows of the three
+    procs = []
+
+    def kill():
+        _wait_acked(url, (0, 1))
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait(timeout=TIMEOUT)
+        assert procs[victim].returncode == -signal.SIGKILL
+        # its replacement, same partitions: same durable consumers, replayed from the start
+        procs[victim] = engine(url, SHARDS[victim])
+
+    with Publisher(url, 6, metadata=metadata) as pub:
+        procs.extend(engine(url, s) for s in SHARDS)
+        half = len(rows) // 2
+        pub.publish(rows[:half])
+        pub.wait()
+        kill()
+        pub.publish(rows[half:])
+        pub.end()
+    finish(procs)
+    _same(gather(url, timeout=TIMEOUT), reference)
+
+
+def test_server_restart_mid_run(nats_server, feed_rows, reference):
+    url = nats_server.url
+    rows, metadata = feed_rows
+    procs = []
+
+    def restart():
+        _wait_acked(url, (0, 1, 2, 3, 5))
+        nats_server.restart()  # file storage: the streams and consumers come back
+
+    with Publisher(url, 6, metadata=metadata) as pub:
+        procs.extend(engine(url, s) for s in SHARDS)
+        half = len(rows) // 2
+        pub.publish(rows[:half])
+        pub.wait()
+        restart()
+        pub.publish(rows[half:])
+        pub.end()
+    finish(procs)
+    gathered = gather(url, timeout=TIMEOUT)
+    _same(gathered, reference)
+    assert sum(s["stats"].get("resubscribed", 0) for s in gathered["shards"]) >= 1
+
+
+def test_malformed_messages_dead_lettered(nats_server, feed_rows, reference):
+    url = nats_server.url
+    rows, metadata = feed_rows
+    good = encode(rows[partition_of(rows, 6) == 0][:3], 0, 10_000)
+    bad = [good[:-7],                                        # wrong size
+           good[:4] + (99).to_bytes(2, "little") + good[6:],  # wrong record version
+           b"not a batch"]
+    lt = LoopThread(url)
+    try:
+        with Publisher(url, 6, metadata=metadata) as pub:
+            pub.publish(rows[:10_000])
+            pub.wait()
+            for payload in bad:
+                lt.call(lt.js.publish("tallyio.tx.0", payload))
+            pub.publish(rows[10_000:])
+            pub.end()
+        source = NatsSource(url)
+        report = Engine().run(source)
+        assert source.errors == {"bad_size": 2, "bad_version": 1}
+        assert report.rejected["bad_size"] == 2 and report.rejected["bad_version"] == 1
+        assert report.processed == report.ingested == 30_000 and report.source_error is None
+        _same(gather(url, timeout=TIMEOUT), reference)
+        sub = lt.call(lt.js.pull_subscribe(f"{DEAD_SUBJECT}.>", stream=DEAD_STREAM))
+        dead = lt.call(sub.fetch(10, timeout=10))
+        assert sorted(m.headers["Tallyio-Reason"] for m in dead) == \
+            ["bad_size", "bad_size", "bad_version"]
+        assert sorted(m.data for m in dead) == sorted(bad)
+    finally:
+        lt.stop()
+
+
+def test_bad_options_fail_clearly(nats_server):
+    with pytest.raises(ConfigError, match="partitions 'x'"):
+        NatsSource(nats_server.url, partitions="x")
+    with pytest.raises(ConfigError, match="batch must be a positive integer, got 0"):
+        NatsSource(nats_server.url, batch=0)
+    with pytest.raises(NatsError, match="no tallyio.meta message"):
+        NatsSource(nats_server.url, meta_wait=0.5)
+    with Publisher(nats_server.url, 2) as pub:
+        pub.end()
+    with pytest.raises(ConfigError, match=r"partition 2 is not in \[0, 2\)"):
+        NatsSource(nats_server.url, partitions="1-2")
+    with pytest.raises(ConfigError, match="partitions must be an integer"):
+        Publisher(nats_server.url, 0)
+    closed = nats_server.url.rsplit(":", 1)[0] + ":1"
+    with pytest.raises(NatsError, match="cannot connect to nats://127.0.0.1:1"):
+        NatsSource(closed)
+    out = subprocess.run([TALLYIO, "run", "--source", closed], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert out.returncode == 2 and "cannot connect" in out.stderr
+
+
+def test_gather_reports_missing_partitions(nats_server, feed_rows):
+    rows, metadata = feed_rows
+    with Publisher(nats_server.url, 6, metadata=metadata) as pub:
+        pub.publish(rows[:1000])
+        pub.end()
+    finish([engine(nats_server.url, "0-2")])
+    out = subprocess.run([TALLYIO, "gather", "--from", nats_server.url, "--timeout", "3"],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 1
+    assert "partitions with no done marker: [3, 4, 5]" in out.stdout
+    assert np.all(partition_of(rows[:1000], 6) < 6)
