@@ -78,6 +78,12 @@ def _cmd_bench(args) -> int:
     except UsageError as e:
         print(f"tallyio bench: {e}", file=sys.stderr)
         return 2
+    if "monitoring" in (args.area or ()):
+        if len(args.area) > 1 or args.ab:
+            print("tallyio bench: monitoring is an A/B of its own (--ab monitoring); run it alone",
+                  file=sys.stderr)
+            return 2
+        args.ab = "monitoring"
     if args.ab:
         from tallyio.bench.ab import MIN_TRIALS, format_ab, run
         try:
@@ -116,10 +122,6 @@ def _cmd_bench(args) -> int:
         micro_res = micro_results(micro, quick=args.quick, on_area=show)
     for area in areas:
         if micro_res is not None and area in AREAS:
-            continue
-        if area == "monitoring":
-            from tallyio.bench.monitoring import format_overhead, run_overhead
-            print(format_overhead(run_overhead(repeats=2 if args.quick else 3)))
             continue
         if area == "soak":
             from tallyio.bench.soak import format_soak, run_soak

@@ -42,6 +42,10 @@ ARMS["numa"] = ({"optimizations": {"numa": "auto"}}, {"optimizations": {"numa": 
 ARMS["cpu_affinity"] = ({"optimizations": {"cpu_affinity": "auto"}}, {"optimizations": {"cpu_affinity": "off"}})
 ARMS["realtime_priority"] = ({"optimizations": {"realtime_priority": "auto"}},
                              {"optimizations": {"realtime_priority": "off"}})
+# not an optimization (not in "all"): what monitoring costs, the same trials with the exporter
+# serving and scraped (tallyio.bench.monitoring) against no exporter
+ARMS["monitoring"] = ({"monitoring": {"enabled": True, "port": 0, "interval": 1.0}},
+                      {"monitoring": {"enabled": False, "interval": 3600.0}})
 
 ALPHA = 0.05
 MIN_TRIALS = 5
@@ -199,6 +203,9 @@ def trial(switch: str, arm: str, seconds: float, n: int) -> dict:
     """One measurement in this process (called in a child)."""
     from tallyio.bench import kpi
     cfg = ARMS[switch][0 if arm == "on" else 1]
+    if switch == "monitoring":
+        from tallyio.bench.monitoring import trial as scraped_trial
+        return scraped_trial(cfg, seconds, n)
     sat = kpi.saturation(n, plain=False, config=cfg)["tallyio"]
     lat = kpi.latency_under_load(1.0, seconds, plain=False, config=cfg)["tallyio"]
     return {"throughput_tps": sat["throughput_tps"], "p99": lat["p99"], "p50": lat["p50"]}
@@ -227,7 +234,7 @@ def subprocess_trial(switch: str, arm: str, seconds: float, n: int) -> dict:
 
 def _switches(switch: str) -> list[str]:
     if switch == "all":
-        return list(ARMS)
+        return list(OPTIMIZATIONS)
     if switch not in ARMS:
         raise ValueError(f"switch must be one of {', '.join(ARMS)} or 'all', got {switch!r}")
     return [switch]

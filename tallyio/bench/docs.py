@@ -33,6 +33,14 @@ BEGIN = "<!-- kpi:begin -->"
 END = "<!-- kpi:end -->"
 AB_BEGIN = "<!-- ab:begin -->"
 AB_END = "<!-- ab:end -->"
+# the A/B of monitoring (``tallyio bench monitoring``): an A/B results file whose only arm pair is
+# "monitoring"
+MON_BEGIN = "<!-- ab:monitoring:begin -->"
+MON_END = "<!-- ab:monitoring:end -->"
+
+
+def _is_monitoring(results: dict) -> bool:
+    return results.get("kind") == "ab" and set(results.get("switches", {})) == {"monitoring"}
 
 
 def _us(ns) -> str:
@@ -389,7 +397,7 @@ def regenerate(result_paths, doc_paths, *, write: bool = True) -> dict[str, str]
     files ``result_paths``; returns ``{path: new text}`` of the files that changed. Raises
     ``ValueError`` (nothing written) when a block has no results."""
     sources: dict[str, tuple[dict, str]] = {}
-    kpi = ab = None
+    kpi = ab = mon = None
     for rp in result_paths:
         with open(rp, encoding="utf-8") as f:
             r = json.load(f)
@@ -397,6 +405,8 @@ def regenerate(result_paths, doc_paths, *, write: bool = True) -> dict[str, str]
         if kind == "micro":
             for area in r.get("areas", {}):
                 sources[area] = (r, _shown(rp))
+        elif _is_monitoring(r):
+            mon = r
         elif kind == "ab":
             ab = r
         else:
@@ -418,6 +428,8 @@ def regenerate(result_paths, doc_paths, *, write: bool = True) -> dict[str, str]
                 new = update(new, render(kpi))
             if ab is not None and AB_BEGIN in new.split("\n"):
                 new = update(new, render_ab(ab), AB_BEGIN, AB_END)
+            if mon is not None and MON_BEGIN in new.split("\n"):
+                new = update(new, render_ab(mon), MON_BEGIN, MON_END)
         except (KeyError, ValueError) as e:
             errors.append(f"{path}: {e.args[0]}")
             continue
@@ -458,8 +470,12 @@ def main(argv=None) -> int:
         doc = f.read()
     ab = results.get("kind") == "ab"
     try:
-        new = (update(doc, render_ab(results), AB_BEGIN, AB_END) if ab
-               else update(doc, render(results)))
+        if _is_monitoring(results):
+            new = update(doc, render_ab(results), MON_BEGIN, MON_END)
+        elif ab:
+            new = update(doc, render_ab(results), AB_BEGIN, AB_END)
+        else:
+            new = update(doc, render(results))
     except ValueError as e:
         print(f"{argv[1]}: {e}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ import math
 import pytest
 
 from tallyio.bench import ab, docs
+from tallyio.config import OPTIMIZATIONS
 
 
 def test_mann_whitney_exact_and_approximate():
@@ -80,7 +81,7 @@ def test_run_alternates_arms_and_writes_every_trial(tmp_path):
 
 def test_run_all_reports_arms_that_cannot_run():
     d = ab.run("all", repeats=5, runner=FakeRunner(), load=lambda: [0.1, 0.1, 0.1])
-    assert list(d["switches"]) == list(ab.ARMS)
+    assert list(d["switches"]) == list(OPTIMIZATIONS)  # every optimization; not monitoring
     assert d["switches"]["allocator"]["verdicts"] == {}
     assert "allocator is 'on'" in d["switches"]["allocator"]["errors"]["on"]
     verdicts = {s: e["verdicts"]["throughput_tps"]["verdict"] for s, e in d["switches"].items() if e["verdicts"]}
@@ -132,3 +133,34 @@ def test_docs_render_the_ab_table_between_its_markers(tmp_path):
     assert "Mann-Whitney" in text
     doc.write_text("no markers\n")
     assert docs.main([str(results), str(doc)]) == 1
+
+
+def test_monitoring_is_an_ab_of_its_own_rendered_between_its_markers(tmp_path):
+    runner = FakeRunner()
+    d = ab.run("monitoring", repeats=5, runner=runner, load=lambda: [0.1, 0.1, 0.1])
+    assert {s for s, _ in runner.calls} == {"monitoring"}
+    assert ab.ARMS["monitoring"][0]["monitoring"]["enabled"] is True
+    assert ab.ARMS["monitoring"][1]["monitoring"]["enabled"] is False
+    results = tmp_path / "monitoring.json"
+    results.write_text(json.dumps(d))
+    doc = tmp_path / "perf.md"
+    doc.write_text("<!-- ab:begin -->\nswitches stay\n<!-- ab:end -->\n"
+                   "<!-- ab:monitoring:begin -->\nold\n<!-- ab:monitoring:end -->\n")
+    assert docs.regenerate([str(results)], [str(doc)])
+    text = doc.read_text()
+    assert "switches stay" in text and "old" not in text
+    assert "| monitoring | saturation tx/s |" in text and "within noise" in text
+
+
+def test_bench_monitoring_on_the_command_line_is_the_ab(monkeypatch, capsys):
+    from tallyio import cli
+    seen, real_run = {}, ab.run
+
+    def fake_run(switch, **kw):
+        seen["switch"] = switch
+        return real_run(switch, repeats=5, runner=FakeRunner(), load=lambda: [0.1, 0.1, 0.1])
+
+    monkeypatch.setattr(ab, "run", fake_run)
+    assert cli.main(["bench", "monitoring"]) == 0
+    assert seen["switch"] == "monitoring" and "monitoring" in capsys.readouterr().out
+    assert cli.main(["bench", "monitoring", "core"]) == 2
