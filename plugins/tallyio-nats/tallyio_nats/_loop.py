@@ -43,7 +43,8 @@ class LoopThread:
             fut.cancel()
             self.stop()
             raise NatsError(f"cannot connect to {self.url}: {e!r}") from None
-        self.js = self.nc.jetstream(timeout=10)
+        # a request lost in a server restart is retried after this long
+        self.js = self.nc.jetstream(timeout=5)
 
     def _run(self):
         asyncio.set_event_loop(self.loop)

@@ -390,6 +390,7 @@ class NatsSource:
                 self.stats["ack_failed"] += 1
 
     async def _publish_done(self) -> None:
+        self.stats["disconnects"] = self.lt.disconnects
         hops = np.asarray(self.hops_ns, dtype=np.int64)
         done = {"shard": self.shard, "partitions": self.partitions,
                 "rows": int(self.stats["rows"]), "messages": int(self.stats["messages"]),
