@@ -77,21 +77,30 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def stop(self) -> None:
-        """Drain and close the connection, stop the loop and join its thread."""
+        """Flush what was published (acks included), close the connection, cancel what still
+        runs on the loop, stop it and join its thread."""
         nc = getattr(self, "nc", None)
-        if nc is not None and not nc.is_closed:
-            try:
-                self.call(nc.drain(), timeout=15)
-            except Exception:
-                try:
-                    self.call(nc.close(), timeout=5)
-                except Exception:
-                    pass
         if self.loop.is_running():
+            try:
+                self.call(self._shutdown(nc), timeout=30)
+            except Exception:
+                pass
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self.loop.close()
+
+    async def _shutdown(self, nc) -> None:
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.flush(timeout=5)
+            except Exception:
+                pass  # the server is away: what was not flushed comes back as redeliveries
+            await nc.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def ensure_stream(js, name: str, subjects: list[str], *, fresh: bool = False) -> None:

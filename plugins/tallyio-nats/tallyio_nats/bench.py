@@ -9,7 +9,7 @@ engines already running and waiting:
   first publish -> ``gather`` holding every partition's done marker).
 * ``paced``: the feed offered at ``--rate`` rows/s; hop latency = a message's publish (the
   publisher's wall clock in its header) -> the moment its engine's source sees every row of it
-  settled (polled every 2 ms), per message, P50/P99 over all shards.
+  settled (polled every millisecond), per message, P50/P99 over all shards.
 
 Each run's gathered opportunities are checked against one in-process engine over the same feed
 (``equal_to_single``). The feed is the bundled sample repeated ``--copies`` times (each copy's

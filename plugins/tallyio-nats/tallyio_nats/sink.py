@@ -15,6 +15,10 @@ from tallyio_nats.wire import OPS_SUBJECT
 log = logging.getLogger(__name__)
 
 _END = object()
+# what a server restart looks like to a publisher: worth trying again
+_RETRIED = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+            nats.js.errors.NoStreamResponseError, nats.errors.ConnectionReconnectingError,
+            nats.errors.OutboundBufferLimitError)
 
 
 class NatsSink:
@@ -77,9 +81,7 @@ class NatsSink:
                     await js.publish(OPS_SUBJECT, payload, timeout=5)
                     self.published += 1
                     break
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError,
-                        nats.js.errors.NoStreamResponseError, nats.errors.ConnectionReconnectingError,
-                        nats.errors.OutboundBufferLimitError) as e:
+                except _RETRIED as e:
                     if self.lt.loop.time() >= deadline or self.lt.nc.is_closed:
                         self.errors[type(e).__name__] += 1
                         log.error("nats sink: opportunity not published: %r", e)

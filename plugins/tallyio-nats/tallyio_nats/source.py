@@ -252,9 +252,11 @@ class NatsSource:
             await js.delete_consumer(TX_STREAM, name)
         except nats.js.errors.NotFoundError:
             pass
+        policy = api.DeliverPolicy
         cfg = api.ConsumerConfig(
-            durable_name=name, filter_subject=f"{TX_SUBJECT}.{p}", ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.ALL if start <= 1 else api.DeliverPolicy.BY_START_SEQUENCE,
+            durable_name=name, filter_subject=f"{TX_SUBJECT}.{p}",
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=policy.ALL if start <= 1 else policy.BY_START_SEQUENCE,
             opt_start_seq=None if start <= 1 else start, ack_wait=self.ack_wait,
             max_ack_pending=self.max_ack_pending)
         await js.add_consumer(TX_STREAM, cfg)
@@ -365,12 +367,12 @@ class NatsSource:
         await m.ack()
 
     async def _acker(self) -> None:
-        """Ack messages whose rows have all settled. Polls ``engine.settled`` every 2 ms while
-        acks wait (it is a plain counter the engine thread bumps), and sleeps otherwise."""
+        """Ack messages whose rows have all settled. Polls ``engine.settled`` (a plain counter
+        the engine thread bumps) every millisecond while acks wait, and sleeps otherwise."""
         while True:
             await self._ack_settled()
             if self._pending:
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.001)
             else:
                 self._wake.clear()
                 if not self._pending:
