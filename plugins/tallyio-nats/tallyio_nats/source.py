@@ -34,7 +34,7 @@ GAP_WAIT_S = 2.0  # how long a message ahead of its turn waits for the missing o
 class _Reader:
     """Where the reading of one partition stands."""
 
-    __slots__ = ("partition", "expected", "resume", "stash", "since")
+    __slots__ = ("partition", "expected", "resume", "stash", "since", "failing_since")
 
     def __init__(self, partition: int):
         self.partition = partition
@@ -42,6 +42,7 @@ class _Reader:
         self.resume = 1     # stream sequence to re-subscribe from: all before it were taken
         self.stash: dict = {}  # partition sequence -> (msg, batch) that came ahead of its turn
         self.since = None   # monotonic time the oldest stashed message has been waiting
+        self.failing_since = None  # monotonic time of the first failure since a message was taken
 
 
 class _Gap(Exception):
@@ -132,7 +133,7 @@ class NatsSource:
         if partitions is not None:
             parse_partitions(partitions)  # a malformed value fails before any connection
         self.durable, self.batch, self.max_ack_pending = durable, batch, max_ack_pending
-        self.ack_wait, self.idle = float(ack_wait), float(idle)
+        self.ack_wait, self.idle, self.reconnect = float(ack_wait), float(idle), float(reconnect)
         self.errors: Counter = Counter()   # malformed messages by reason (the engine reports them)
         self.stats: Counter = Counter()    # messages, rows, redelivered, resubscribed, acked...
         self.hops_ns: deque = deque(maxlen=100_000)  # publish -> every row of the message settled
@@ -140,6 +141,7 @@ class NatsSource:
         self.engine = None
         self.sink = None
         self.finished = False
+        self.first_ns = self.last_ns = 0   # wall clock: first message taken, last one acked
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: deque = deque()     # (rows yielded when it may be acked, msg, sent ns)
         self._yielded = 0
@@ -285,6 +287,13 @@ class NatsSource:
                     if self.lt.nc.is_closed:
                         raise NatsError(f"{self.url}: connection closed while reading partition "
                                         f"{p}: {e!r}") from None
+                    if st.failing_since is None:
+                        st.failing_since = time.monotonic()
+                    elif time.monotonic() - st.failing_since > self.reconnect:
+                        # the server answers but the partition cannot be read (its stream was
+                        # deleted, say): end the run with the reason rather than retry forever
+                        raise NatsError(f"{self.url}: partition {p}: nothing taken for "
+                                        f"{self.reconnect:g} s: {e!r}") from None
                     self.stats["resubscribed"] += 1
                     if sub is not None:
                         try:
@@ -332,6 +341,7 @@ class NatsSource:
             st.since = st.since or time.monotonic()
             return False
         clean = not st.stash
+        st.failing_since = None
         ended = self._hand(st, m, b)
         while not ended and st.expected in st.stash:
             ended = self._hand(st, *st.stash.pop(st.expected))
@@ -343,6 +353,8 @@ class NatsSource:
 
     def _hand(self, st: "_Reader", m, b) -> bool:
         st.expected += 1
+        if not self.first_ns:
+            self.first_ns = time.time_ns()
         sent = None
         if m.headers and SENT_HEADER in m.headers:
             try:
@@ -388,6 +400,7 @@ class NatsSource:
             try:
                 await msg.ack()
                 self.stats["acked"] += 1
+                self.last_ns = time.time_ns()
             except Exception:  # the server is away: the message comes back and is acked then
                 self.stats["ack_failed"] += 1
 
@@ -397,6 +410,7 @@ class NatsSource:
         done = {"shard": self.shard, "partitions": self.partitions,
                 "rows": int(self.stats["rows"]), "messages": int(self.stats["messages"]),
                 "stats": dict(self.stats), "errors": dict(self.errors),
+                "first_ns": self.first_ns, "last_ns": self.last_ns,
                 "hops_ns": hops.tolist()}
         await self.lt.js.publish(DONE_SUBJECT, json.dumps(done).encode())
 

@@ -2,9 +2,8 @@
 the single-engine reference run of the bundled feed."""
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,10 @@ from tallyio.engine import DEFAULT_FEED, Engine
 from tallyio_nats.gather import single_engine
 from tallyio_nats.server import NatsServer
 
-TALLYIO = os.path.join(os.path.dirname(sys.executable), "tallyio")
-TIMEOUT = 120  # seconds: generous, a loaded two-core machine
+# the helper module (shards) importable under --import-mode=importlib
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
 
 
 @pytest.fixture
@@ -42,20 +43,3 @@ def reference(feed_rows):
     report = Engine().run(DEFAULT_FEED)
     assert report.complete and report.opportunities_total == len(report.opportunities) > 0
     return single_engine(report.opportunities, rows)
-
-
-def engine(url: str, partitions: str) -> subprocess.Popen:
-    """``tallyio run --source URL --partitions P``: one engine process, the real command line."""
-    return subprocess.Popen([TALLYIO, "run", "-q", "--show", "0", "--source", url,
-                             "--partitions", partitions],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def finish(procs) -> list[str]:
-    """Wait for every engine; each must exit 0. Their output."""
-    outs = []
-    for p in procs:
-        out, _ = p.communicate(timeout=TIMEOUT)
-        outs.append(out.decode(errors="replace"))
-        assert p.returncode == 0, outs[-1][-3000:]
-    return outs

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TALLYIO, TIMEOUT, engine, finish
+from shards import TALLYIO, TIMEOUT, engine, finish
 from tallyio.engine import Engine
 from tallyio.errors import ConfigError
 from tallyio_nats._loop import LoopThread, NatsError
@@ -196,3 +196,50 @@ def test_gather_reports_missing_partitions(nats_server, feed_rows):
     assert out.returncode == 1
     assert "partitions with no done marker: [3, 4, 5]" in out.stdout
     assert np.all(partition_of(rows[:1000], 6) < 6)
+
+
+def test_configured_sink(nats_server, feed_rows, reference, tmp_path):
+    """A ``nats`` sink named in the config: the nats source gives it its row keys (no second
+    sink is added); fed by a file, it publishes engine-local ids, which gather never merges
+    across shards."""
+    from tallyio.config import load_config
+    from tallyio_nats.sink import NatsSink
+    rows, metadata = feed_rows
+    with Publisher(nats_server.url, 2, metadata=metadata) as pub:
+        pub.publish(rows)
+        pub.end()
+    conf = tmp_path / "tallyio.toml"
+    conf.write_text(f'[sinks]\nnames = ["nats"]\noptions.nats = {{ url = "{nats_server.url}" }}\n')
+    eng = Engine(load_config(str(conf)))
+    eng.run(nats_server.url)
+    assert [type(s) for _, s in eng.sinks] == [NatsSink]
+    _same(gather(nats_server.url, timeout=TIMEOUT), reference)
+
+    sink = NatsSink(nats_server.url, shard="file")
+    report = Engine().run()
+    sink.emit(report.opportunities[:3])
+    sink.close()
+    assert sink.published == 3 and not sink.errors
+    with pytest.raises(ConfigError, match="url"):
+        NatsSink()
+
+
+def test_unreadable_partition_ends_the_run(nats_server, feed_rows):
+    """The server answers but the stream is gone: the source gives up after ``reconnect``
+    seconds with the reason, and the run ends with it (no hang)."""
+    rows, metadata = feed_rows
+    lt = LoopThread(nats_server.url)
+    try:
+        with Publisher(nats_server.url, 2, metadata=metadata) as pub:
+            pub.publish(rows[:1000])
+            pub.wait()  # no end marker: the run would wait for more
+        source = NatsSource(nats_server.url, reconnect=2.0)
+        eng = Engine()
+        eng.start(source)
+        lt.call(lt.js.delete_stream(TX_STREAM))
+        assert eng.wait(TIMEOUT)
+        report = eng.stop()
+        assert "nothing taken for 2 s" in report.source_error
+        assert report.processed == report.ingested <= 1000
+    finally:
+        lt.stop()
