@@ -9,7 +9,7 @@ STAMP := $(VENV)/.tallyio-installed
 OLDEST_PYTHON := 3.10
 NEWEST_PYTHON := 3.13
 
-.PHONY: run test build bench dist test-packaging test-pythons clean
+.PHONY: run test build bench bench-history bench-screenshot bench-compare dist test-packaging test-pythons clean
 
 # The venv is rebuilt when the project's dependencies change.
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
@@ -42,6 +42,32 @@ test: build
 bench: build
 	cd asv_bench && ../$(VENV)/bin/asv machine --yes > /dev/null && \
 		../$(VENV)/bin/asv run --python=same --quick --show-stderr
+
+# asv history: each commit of BENCH_RANGE built and installed in its own environment (the example
+# plugins too), the benchmarks matching BENCH_FILTER run, and the HTML published to asv_bench/html
+# (`asv preview` in asv_bench serves it). Commits already measured are skipped.
+BENCH_RANGE ?= HEAD~3..HEAD
+BENCH_FILTER ?= ^(ultra_low_latency|ring|hist)\.
+bench-history: $(STAMP)
+	cd asv_bench && ../$(VENV)/bin/asv machine --yes > /dev/null && \
+		../$(VENV)/bin/asv run --skip-existing-commits --show-stderr --bench '$(BENCH_FILTER)' \
+			$(BENCH_RANGE) && \
+		../$(VENV)/bin/asv publish
+
+# docs/img/asv_history.png: the published graph of one benchmark (headless Chromium; see
+# asv_bench/screenshot.py for the Debian packages it needs)
+BENCH_SHOT ?= ultra_low_latency.time_single_enqueue_dequeue
+bench-screenshot: $(STAMP)
+	$(PY) asv_bench/screenshot.py $(BENCH_SHOT) docs/img/asv_history.png
+
+# BENCH_BASE against HEAD, each built in its own environment; exits 1 when a benchmark of
+# BENCH_FILTER got slower by more than BENCH_FACTOR (asv continuous)
+BENCH_BASE ?= HEAD~1
+BENCH_FACTOR ?= 1.2
+bench-compare: $(STAMP)
+	cd asv_bench && ../$(VENV)/bin/asv machine --yes > /dev/null && \
+		../$(VENV)/bin/asv continuous --factor $(BENCH_FACTOR) --split --show-stderr \
+			--bench '$(BENCH_FILTER)' $(BENCH_BASE) HEAD
 
 # the sdist, and the wheel built from it, in dist/ (isolated builds: the build requirements bring Cython)
 dist: $(STAMP)
