@@ -102,8 +102,11 @@ class NatsSource:
     takes decoded chunks from a queue. A message is acknowledged once ``engine.settled`` shows
     every row of it has an outcome (``attach``); ``max_ack_pending`` unacknowledged messages per
     partition bound what is in flight. Redeliveries (a per-partition sequence below the next
-    expected) are acknowledged and dropped; a gap (above it: messages lost while the server
-    restarted) re-subscribes from the last message taken. Malformed messages (wrong size, record
+    expected) are acknowledged and dropped; a message ahead of its turn (one before it was lost
+    while the server restarted, or stored late) waits for the missing one, and when that has not
+    come within ``GAP_WAIT_S`` the partition is re-subscribed from the last stream position fully
+    taken. A partition that cannot be read for ``reconnect`` seconds ends the run with the
+    reason (``NatsError``, the engine's ``source_error``). Malformed messages (wrong size, record
     version, magic, partition or rows that do not validate) are counted in ``errors`` by reason,
     published to ``tallyio.dead.<partition>`` and acknowledged. The run ends when every
     partition's end marker has been taken.
