@@ -1,4 +1,4 @@
-"""Decode Uniswap V2 / V3 swaps from a mined block's call traces into ``TX_DTYPE`` records.
+"""Decode swaps from a mined block's call traces into ``TX_DTYPE`` records (one row per swap).
 
 Input: one block as a dict (or the path of its JSON file) holding ``block_number``, optional
 ``block_timestamp``, ``traces`` (parity ``trace_block`` format: ``action``, ``result``,
@@ -23,6 +23,12 @@ How a swap is recognised, per transaction, walking its traces in call-tree order
   are the pool's own ``int256 amount0, amount1`` return values (positive: the pool received,
   negative: it paid); the tokens are those of the transfer the pool makes to ``recipient`` and of
   the payment into the pool (in the swap callback, or before the swap).
+
+* **Balancer V1, Balancer V2, Curve, Bancor, 0x native orders**: one module each
+  (``balancer_v1``, ``balancer_v2``, ``curve``, ``bancor``, ``zerox``; their docstrings give the
+  selectors and where each amount comes from). Each takes its amounts from the token transfers
+  made inside its own call (the chain's exact movements), so these need no earlier payment.
+  Only ``call`` traces count: a proxy's ``delegatecall`` repeating the input is the same swap.
 
 A payment is a transfer that completed before the swap: a transfer enclosing the swap (a fee
 token selling on a pair inside its own ``transfer``) moves its balance only after its nested calls
@@ -49,6 +55,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from tallyio.record import (
+    PROTOCOL_NAMES,
     PROTOCOL_UNISWAP_V2,
     PROTOCOL_UNISWAP_V3,
     TX_DTYPE,
@@ -56,6 +63,15 @@ from tallyio.record import (
     address_key,
     int_to_u256,
 )
+from tallyio_mainnet import balancer_v1, balancer_v2, bancor, curve, zerox
+from tallyio_mainnet.traces import Skip
+from tallyio_mainnet.traces import Transfer as _Transfer
+from tallyio_mainnet.traces import args as _args
+from tallyio_mainnet.traces import before as _before
+from tallyio_mainnet.traces import is_under as _is_under
+from tallyio_mainnet.traces import signed as _signed
+from tallyio_mainnet.traces import word as _word
+from tallyio_mainnet.traces import word_address as _word_address
 
 SELECTOR_TRANSFER = "0xa9059cbb"
 SELECTOR_TRANSFER_FROM = "0x23b872dd"
@@ -68,11 +84,17 @@ SELECTORS_V2_ABSORB = (
     "0xbc25cf77",  # skim(address)
 )
 
+# selector -> the module that decodes that protocol's swap call (its ``decode``)
+PROTOCOL_DECODERS = {selector: module
+                     for module in (balancer_v1, balancer_v2, curve, bancor, zerox)
+                     for selector in module.SELECTORS}
+
 MAX_TRACE_DEPTH = TX_DTYPE["trace_address"].shape[0]
 _MAX_U64 = (1 << 64) - 1
 
 __all__ = [
     "MAX_TRACE_DEPTH",
+    "PROTOCOL_DECODERS",
     "SELECTOR_TRANSFER",
     "SELECTOR_TRANSFER_FROM",
     "SELECTOR_V2_SWAP",
@@ -113,15 +135,6 @@ class Swap:
     gas_price: int
 
 
-@dataclass(frozen=True)
-class _Transfer:
-    trace_address: tuple[int, ...]
-    token: str
-    sender: str
-    to: str
-    amount: int
-
-
 def load_block(block: str | os.PathLike | dict) -> dict:
     """The block dict of ``block`` (a dict is returned as is, a path is read as JSON).
 
@@ -139,43 +152,11 @@ def load_block(block: str | os.PathLike | dict) -> dict:
     return block
 
 
-def _word(data: str, i: int) -> int:
-    """The ``i``-th 32-byte word of hex ``data`` (no ``0x``, no selector) as an unsigned int."""
-    return int(data[64 * i:64 * (i + 1)], 16)
-
-
-def _word_address(data: str, i: int) -> str:
-    return "0x" + data[64 * i + 24:64 * (i + 1)]
-
-
-def _signed(word: int) -> int:
-    return word - (1 << 256) if word >> 255 else word
-
-
-def _is_under(address: tuple[int, ...], parent: tuple[int, ...]) -> bool:
-    """True when ``address`` is ``parent`` or lies below it in the call tree."""
-    return address[:len(parent)] == parent
-
-
-def _before(tr: _Transfer, addr: tuple[int, ...]) -> bool:
-    """True when transfer ``tr`` completed before the call at ``addr`` started.
-
-    A transfer that encloses the call (a token whose ``transfer`` sells its fee on a pair) moves
-    its balance after its nested calls return, so it does not count as before them.
-    """
-    return tr.trace_address < addr and not _is_under(addr, tr.trace_address)
-
-
-def _args(inp: str, nwords: int) -> str | None:
-    """The argument hex of a call input carrying at least ``nwords`` words, else None."""
-    data = inp[10:]
-    return data if len(data) >= 64 * nwords else None
-
-
 def decode_swaps(block: str | os.PathLike | dict) -> tuple[list[Swap], dict]:
     """The swaps of ``block`` as ``Swap`` objects, in transaction and call-tree order, and stats.
 
-    ``stats``: ``block``, ``transactions``, ``traces``, ``swaps`` ({"uniswap_v2", "uniswap_v3"}),
+    ``stats``: ``block``, ``transactions``, ``traces``, ``swaps`` (Counter by protocol name,
+    ``tallyio.record.PROTOCOL_NAMES``),
     ``reverted_traces`` (skipped for being, or being under, a failed call), ``transfers`` (token
     transfers seen), ``forwarded_transfers`` (the same transfer forwarded by a proxy, counted
     once), ``malformed_transfers`` (transfer selector with short arguments), ``calls`` (Counter
@@ -255,7 +236,8 @@ def _decode_transaction(traces: list[dict], number: int, timestamp: int,
             else:
                 transfers.append(tr)
                 stats["transfers"] += 1
-        elif selector in (SELECTOR_V2_SWAP, SELECTOR_V3_SWAP) and action.get("callType") == "call":
+        elif ((selector in (SELECTOR_V2_SWAP, SELECTOR_V3_SWAP) or selector in PROTOCOL_DECODERS)
+              and action.get("callType") == "call"):
             calls.append((addr, selector, t))
         else:
             stats["calls"][selector] += 1
@@ -270,14 +252,22 @@ def _decode_transaction(traces: list[dict], number: int, timestamp: int,
             used.update(tr.trace_address for tr in transfers
                         if _before(tr, addr) and tr.to == target)
             continue
-        swap = _swap(addr, selector, t, transfers, used, stats)
-        if swap is None:
-            continue
-        protocol, pool, payer, recipient, token_in, token_out, amount_in, amount_out = swap
-        stats["swaps"]["uniswap_v2" if protocol == PROTOCOL_UNISWAP_V2 else "uniswap_v3"] += 1
-        out.append(Swap(number, timestamp, tx_hash, tx_index, len(out), addr, protocol, pool,
-                        sender, payer, recipient, token_in, token_out, amount_in, amount_out,
-                        gas_price))
+        if selector in PROTOCOL_DECODERS:
+            try:
+                legs = PROTOCOL_DECODERS[selector].decode(addr, t, transfers)
+            except Skip as e:
+                stats["skipped"][e.reason] += 1
+                continue
+        else:
+            swap = _swap(addr, selector, t, transfers, used, stats)
+            if swap is None:
+                continue
+            legs = [swap]
+        for protocol, pool, payer, recipient, token_in, token_out, amount_in, amount_out in legs:
+            stats["swaps"][PROTOCOL_NAMES[protocol]] += 1
+            out.append(Swap(number, timestamp, tx_hash, tx_index, len(out), addr, protocol, pool,
+                            sender, payer, recipient, token_in, token_out, amount_in, amount_out,
+                            gas_price))
     return out
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 from tallyio_mainnet.decode import block_files, decode_block
 from tallyio_mainnet.source import sample_dir
 
-COLUMNS = ("file", "block", "txs", "swaps", "v2", "v3", "skipped", "reverted", "sandwiches",
-           "arbitrages")
+# swaps per protocol: column -> tallyio.record.PROTOCOL_NAMES name
+PROTOCOL_COLUMNS = {"v2": "uniswap_v2", "v3": "uniswap_v3", "bal1": "balancer_v1",
+                    "bal2": "balancer_v2", "curve": "curve", "bancor": "bancor", "0x": "zerox"}
+COLUMNS = ("file", "block", "txs", "swaps", *PROTOCOL_COLUMNS, "skipped", "reverted",
+           "sandwiches", "arbitrages")
 
 
 def _inspectors():
@@ -48,8 +51,7 @@ def block_rows(path: str | Path) -> list[dict]:
             "block": stats["block"],
             "txs": stats["transactions"],
             "swaps": len(records),
-            "v2": stats["swaps"]["uniswap_v2"],
-            "v3": stats["swaps"]["uniswap_v3"],
+            **{c: stats["swaps"][name] for c, name in PROTOCOL_COLUMNS.items()},
             "skipped": sum(stats["skipped"].values()),
             "reverted": stats["reverted_traces"],
             "sandwiches": len(find_sandwiches(records)),

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from blocks import (address, block, call, transfer, transfer_from, tx_hash, v2_swap, v3_output,
                     v3_swap)
 from conftest import BLOCK_FILES, BLOCKS_DIR
-from tallyio.record import (PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3, TX_DTYPE, address_hex,
+from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3,
+                            PROTOCOL_UNKNOWN, TX_DTYPE, address_hex,
                             address_key, u256_column_to_ints)
 from tallyio_mainnet.source import sample_dir
 from tallyio_mainnet.decode import (MAX_TRACE_DEPTH, block_files, decode_block, decode_swaps,
@@ -39,7 +40,7 @@ def test_every_block_decodes(path):
     amount_out = u256_column_to_ints(records["amount_out"])
     assert all(a > 0 for a in amount_in) and all(a > 0 for a in amount_out)
     assert (records["token_in"] != records["token_out"]).any(axis=1).all()
-    assert set(records["protocol"].tolist()) <= {PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3}
+    assert set(records["protocol"].tolist()) <= set(PROTOCOL_NAMES) - {PROTOCOL_UNKNOWN}
     # transaction order, and swaps numbered from 0 in call-tree order within each transaction
     keys = list(zip(records["tx_index"].tolist(), records["swap_index"].tolist()))
     assert keys == sorted(keys)
@@ -57,14 +58,15 @@ def test_every_block_decodes(path):
         assert int(r["pool_key"]) == address_key(r["pool"])
         assert int(r["token_in_key"]) == address_key(r["token_in"])
         assert int(r["token_out_key"]) == address_key(r["token_out"])
-        assert 1 <= r["trace_depth"] <= MAX_TRACE_DEPTH
+        # 0: the transaction's own call is the swap (a fill or conversion called by an EOA)
+        assert 0 <= r["trace_depth"] <= MAX_TRACE_DEPTH
 
 
 def test_v2_and_v3_both_decoded_overall():
     protocols = set()
     for records, _ in read_blocks(BLOCKS_DIR):
         protocols.update(records["protocol"].tolist())
-    assert protocols == {PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3}
+    assert {PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3} <= protocols
 
 
 def test_read_blocks_in_block_order():

@@ -209,10 +209,11 @@ def test_entry_point_declared_and_installed_consistently():
 def test_report_rows_and_table(capsys):
     rows = block_rows(sample_dir())
     assert [(r["block"], r["swaps"], r["sandwiches"], r["arbitrages"]) for r in rows] == [
-        (12775690, 21, 1, 0), (13323642, 10, 0, 0), (13404932, 16, 1, 4), (15049646, 23, 0, 5)]
+        (12775690, 21, 1, 0), (13323642, 11, 0, 0), (13404932, 16, 1, 4), (15049646, 25, 0, 5)]
     table = format_rows(rows)
-    assert table.splitlines()[0].split() == ["file", "block", "txs", "swaps", "v2", "v3",
-                                             "skipped", "reverted", "sandwiches", "arbitrages"]
+    assert table.splitlines()[0].split() == ["file", "block", "txs", "swaps", "v2", "v3", "bal1",
+                                             "bal2", "curve", "bancor", "0x", "skipped",
+                                             "reverted", "sandwiches", "arbitrages"]
     assert table.splitlines()[-1].split()[:3] == ["total", "4", "blocks"]
     assert main([str(sample_dir())]) == 0
     assert capsys.readouterr().out.strip() == table

@@ -5,10 +5,13 @@ import json
 
 import numpy as np
 
-from tallyio.record import (PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3, TX_DTYPE, address_bytes,
+from tallyio.record import (PROTOCOL_BALANCER_V1, PROTOCOL_BALANCER_V2, PROTOCOL_CURVE,
+                            PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3, TX_DTYPE, address_bytes,
                             address_key, int_to_u256)
 
-PROTOCOLS = {"UniswapV2": PROTOCOL_UNISWAP_V2, "UniswapV3": PROTOCOL_UNISWAP_V3}
+PROTOCOLS = {"UniswapV2": PROTOCOL_UNISWAP_V2, "UniswapV3": PROTOCOL_UNISWAP_V3,
+             "BalancerV1": PROTOCOL_BALANCER_V1, "BalancerV2": PROTOCOL_BALANCER_V2,
+             "CurveV2": PROTOCOL_CURVE}
 
 
 def load(path):
