@@ -168,3 +168,43 @@ def test_reported_routes_satisfy_the_definition(rows):
             assert abs(x[5] - y[4]) * 200 < x[5] + y[4]
             assert x[1] == y[2] or x[1] not in pools
         assert a.profit == path[-1][5] - path[0][4]
+
+
+# Every cyclic arbitrage on the full block set with a leg outside Uniswap, with its exact profit:
+# (block, transaction, protocols of the route's legs, profit token, profit). Regenerate the list
+# with find_cyclic_arbitrages over decode_block of each block; docs/mainnet_replay.md lists them.
+USDC = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48"
+CROSS_PROTOCOL = [
+    (10921991, "0xe3d1e9f3220f979ede68f3593a58f4cf1b1d36ce609082d76b9a7e57a84c0731",
+     ("balancer_v1", "balancer_v1"), WETH, 69945515937869064),
+    (10921991, "0xb80c8df4ffde56a7f546178771cdb118631f123b9678f6c947cf975efaf92d29",
+     ("uniswap_v2", "balancer_v1"), WETH, 28703796644647448),
+    (10921991, "0x58a35489474df16443987cd512bd98ff42b9ddb7e3959aa05f150f152720cefc",
+     ("uniswap_v2", "balancer_v1", "uniswap_v2"), WETH, 56280569131686908),
+    (11930296, "0x4121ce805d33e952b2e6103a5024f70c118432fd0370128d6d7845f9b2987922",
+     ("uniswap_v2", "balancer_v1"), WETH, 48010001572665858),
+    (12412732, "0x94f138f9c22d0d0a4d4cd8fb04de8d4867269f16aaa0c65be3006943ad90bc9e",
+     ("uniswap_v2", "balancer_v1", "uniswap_v2"), WETH, 60545173481109660),
+    (13179291, "0x94c8cc09af6329beff15f71f99dd3622561e3e787b16faf0495813840a43237f",
+     ("uniswap_v2", "curve", "uniswap_v2"), WETH, 308662592399980177),
+    (13302365, "0xa3d8c446de81db9c63b8654329a09c4aee174ce329a55a4e24b999b0691e1f86",
+     ("uniswap_v3", "uniswap_v2", "bancor", "bancor", "uniswap_v2"), WETH, 52977603650804340),
+    (13370850, "0x27c4d02cde06d8842905c0e937a483ff07be6388b4d2508aeedaad0ebf1cb1e1",
+     ("uniswap_v3", "uniswap_v2", "uniswap_v3", "zerox"), USDC, 341084),
+    (13666312, "0xa043976d736ec8dc930c0556dffd0a86a4bfc80bf98fb7995c791fb4dc488b5d",
+     ("uniswap_v3", "zerox"), WETH, 56920514715036339),
+]
+
+
+def test_cross_protocol_arbitrages_with_exact_profit():
+    found = []
+    for path in BLOCK_FILES:
+        if path.stem == "10921990":  # a second copy of block 10921991
+            continue
+        for a in find_cyclic_arbitrages(decode_block(path)[0]):
+            legs = tuple(s["protocol"] for s in a.details["swaps"])
+            if set(legs) - {"uniswap_v2", "uniswap_v3"}:
+                found.append((int(path.stem), a.details["tx_hash"], legs, a.profit_token,
+                              a.profit))
+    have = {int(p.stem) for p in BLOCK_FILES}
+    assert found == [c for c in CROSS_PROTOCOL if c[0] in have]
