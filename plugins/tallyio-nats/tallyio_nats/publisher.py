@@ -66,6 +66,7 @@ class Publisher:
             raise
 
     async def _setup(self, meta: bytes) -> None:
+        self._send_lock = asyncio.Lock()
         js = self.lt.js
         await ensure_stream(js, TX_STREAM, [TX_SUBJECT + ".*", META_SUBJECT], fresh=True)
         await ensure_result_streams(js, fresh=True)
@@ -109,11 +110,14 @@ class Publisher:
             self.wait()
 
     async def _send_async(self, msg):
-        # one connection sends in call order, so a partition's messages are stored in the order
-        # they were made; while it reconnects (a server restart) nothing is sent, not buffered
-        await self._connected()
-        subject, payload, headers = msg
-        return await self.lt.js.publish_async(subject, payload, headers=dict(headers))
+        # Sends start in call order (the loop runs them first in, first out) and the lock, which
+        # is fair, keeps that order while they wait for a reconnection (a server restart:
+        # nothing is sent then, not buffered); one connection then stores a partition's
+        # messages in the order they were made.
+        async with self._send_lock:
+            await self._connected()
+            subject, payload, headers = msg
+            return await self.lt.js.publish_async(subject, payload, headers=dict(headers))
 
     async def _connected(self) -> None:
         deadline = time.monotonic() + RETRY_S
