@@ -152,7 +152,8 @@ def load_block(block: str | os.PathLike | dict) -> dict:
     return block
 
 
-def decode_swaps(block: str | os.PathLike | dict) -> tuple[list[Swap], dict]:
+def decode_swaps(block: str | os.PathLike | dict, *,
+                 attempts: bool = False) -> tuple[list[Swap], dict]:
     """The swaps of ``block`` as ``Swap`` objects, in transaction and call-tree order, and stats.
 
     ``stats``: ``block``, ``transactions``, ``traces``, ``swaps`` (Counter by protocol name,
@@ -163,6 +164,15 @@ def decode_swaps(block: str | os.PathLike | dict) -> tuple[list[Swap], dict]:
     of the selectors of the calls that were neither a swap nor a transfer, and of non-call trace
     types), ``skipped`` (Counter of swap calls that could not be decoded, by reason),
     ``other_trace_types`` (Counter of traces outside any transaction, such as block rewards).
+
+    ``attempts=True`` decodes what the *reverted* calls did instead: in each transaction, the
+    calls below an outermost call with an ``error`` (the transaction's own call when the whole
+    transaction reverted; a bot's inner call whose revert it caught otherwise). Parity marks every
+    frame on the revert path with the error and leaves the calls that returned before it without
+    one, so there a call counts unless it failed itself: the swaps and transfers a reverted
+    arbitrage made before its final check failed are read as made. ``stats["reverted_calls"]``
+    maps each such transaction's hash to its ``[(trace_address, error)]``. These swaps never
+    happened on chain: they are evidence of an attempt only.
     """
     block = load_block(block)
     number = int(block["block_number"])
@@ -195,12 +205,14 @@ def decode_swaps(block: str | os.PathLike | dict) -> tuple[list[Swap], dict]:
     }
     swaps: list[Swap] = []
     for pos in sorted(by_tx):
-        swaps.extend(_decode_transaction(by_tx[pos], number, timestamp, gas_prices, stats))
+        swaps.extend(_decode_transaction(by_tx[pos], number, timestamp, gas_prices, stats,
+                                         attempts))
     return swaps, stats
 
 
 def _decode_transaction(traces: list[dict], number: int, timestamp: int,
-                        gas_prices: dict[str, int], stats: dict) -> list[Swap]:
+                        gas_prices: dict[str, int], stats: dict,
+                        attempts: bool = False) -> list[Swap]:
     traces = sorted(traces, key=lambda t: t["trace_address"])
     tx_hash = traces[0]["transaction_hash"]
     tx_index = int(traces[0]["transaction_position"])
@@ -211,11 +223,22 @@ def _decode_transaction(traces: list[dict], number: int, timestamp: int,
         raise ValueError(f"effective_gas_price of {tx_hash} must fit 64 bits, got {gas_price}")
 
     reverted: list[tuple[int, ...]] = []
+    frames: list[tuple[int, ...]] = []  # attempts: the outermost failed calls, in call order
+    if attempts:
+        for t in traces:
+            addr = tuple(t["trace_address"])
+            if t.get("error") and not any(_is_under(addr, f) for f in frames):
+                frames.append(addr)
+                stats.setdefault("reverted_calls", {}).setdefault(tx_hash, []).append(
+                    (addr, t["error"]))
+        if not frames:
+            return []
     transfers: list[_Transfer] = []   # live transfers in call-tree order, forwarded copies dropped
     calls = []                        # (trace address, selector, trace): live swaps, mints...
     for t in traces:
         addr = tuple(t["trace_address"])
-        if t.get("error") or any(_is_under(addr, r) for r in reverted):
+        if t.get("error") or (any(_is_under(addr, r) for r in reverted) if not attempts
+                              else not any(_is_under(addr, f) for f in frames)):
             if t.get("error"):
                 reverted.append(addr)
             stats["reverted_traces"] += 1
@@ -366,13 +389,15 @@ def swaps_to_records(swaps: list[Swap]) -> np.ndarray:
     return rec
 
 
-def decode_block(block: str | os.PathLike | dict) -> tuple[np.ndarray, dict]:
+def decode_block(block: str | os.PathLike | dict, *,
+                 attempts: bool = False) -> tuple[np.ndarray, dict]:
     """The swaps of one block as ``TX_DTYPE`` records in transaction and call-tree order, and stats.
 
     ``block``: a block dict or the path of its JSON file. See ``decode_swaps`` for ``stats``, which
-    also counts ``trace_address_truncated`` (see ``swaps_to_records``).
+    also counts ``trace_address_truncated`` (see ``swaps_to_records``), and for ``attempts`` (the
+    reverted transactions' swaps instead of the mined ones).
     """
-    swaps, stats = decode_swaps(block)
+    swaps, stats = decode_swaps(block, attempts=attempts)
     stats["trace_address_truncated"] = sum(len(s.trace_address) > MAX_TRACE_DEPTH for s in swaps)
     return swaps_to_records(swaps), stats
 

@@ -1,7 +1,8 @@
-"""Per-block replay report: swaps decoded, sandwiches and cyclic arbitrages found.
+"""Per-block replay report: swaps decoded, sandwiches, cyclic arbitrages and reverted attempts.
 
 Usage: ``python -m tallyio_mainnet.report [DIR_OR_FILE]`` (default: the package's sample blocks).
-The inspectors come from the ``tallyio-sandwich`` and ``tallyio-arbitrage`` plugin packages; in a
+Reverted arbitrage attempts (``reverted_arbitrages``) are counted in their own column and never
+in ``arbitrages``: they made no profit. The inspectors come from the ``tallyio-sandwich`` and ``tallyio-arbitrage`` plugin packages; in a
 source checkout they are picked up from the sibling ``plugins/`` directories when not installed.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tallyio.opportunity import Opportunity
 from tallyio_mainnet.decode import block_files, decode_block
 from tallyio_mainnet.source import sample_dir
 
@@ -17,7 +19,7 @@ from tallyio_mainnet.source import sample_dir
 PROTOCOL_COLUMNS = {"v2": "uniswap_v2", "v3": "uniswap_v3", "bal1": "balancer_v1",
                     "bal2": "balancer_v2", "curve": "curve", "bancor": "bancor", "0x": "zerox"}
 COLUMNS = ("file", "block", "txs", "swaps", *PROTOCOL_COLUMNS, "skipped", "reverted",
-           "sandwiches", "arbitrages")
+           "sandwiches", "arbitrages", "reverted_arbs")
 
 
 def _inspectors():
@@ -56,8 +58,33 @@ def block_rows(path: str | Path) -> list[dict]:
             "reverted": stats["reverted_traces"],
             "sandwiches": len(find_sandwiches(records)),
             "arbitrages": len(find_cyclic_arbitrages(records)),
+            "reverted_arbs": len(reverted_arbitrages(f)),
         })
     return rows
+
+
+def reverted_arbitrages(block) -> list[Opportunity]:
+    """The arbitrage attempts that reverted in ``block`` (a block dict or the path of its file).
+
+    The calls under each reverted call are decoded as far as they ran (``decode_block(block,
+    attempts=True)``) and searched for cyclic routes like mined swaps. Each route found is an
+    ``Opportunity`` of kind ``"arbitrage"`` with ``profit`` 0 (it made none: the chain undid it)
+    and ``details``: ``reverted`` (True), ``attempted_profit`` (what the route's swaps would have
+    made, exact, in ``profit_token``; often negative: a failed profit check is the usual revert),
+    ``errors`` (the transaction's ``[(trace_address, error)]`` of its outermost failed calls) and
+    the cyclic inspector's details (``tx_hash``, ``swaps``...).
+    """
+    _, find_cyclic_arbitrages = _inspectors()
+    records, stats = decode_block(block, attempts=True)
+    out = []
+    for a in find_cyclic_arbitrages(records):
+        errors = stats["reverted_calls"][a.details["tx_hash"]]
+        out.append(Opportunity(
+            strategy=a.strategy, kind="arbitrage", profit=0, profit_token=a.profit_token,
+            tx_ids=a.tx_ids, pools=a.pools, block=a.block,
+            details={**a.details, "reverted": True, "attempted_profit": a.profit,
+                     "errors": [[list(addr), error] for addr, error in errors]}))
+    return out
 
 
 def format_rows(rows: list[dict]) -> str:

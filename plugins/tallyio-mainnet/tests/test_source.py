@@ -213,7 +213,8 @@ def test_report_rows_and_table(capsys):
     table = format_rows(rows)
     assert table.splitlines()[0].split() == ["file", "block", "txs", "swaps", "v2", "v3", "bal1",
                                              "bal2", "curve", "bancor", "0x", "skipped",
-                                             "reverted", "sandwiches", "arbitrages"]
+                                             "reverted", "sandwiches", "arbitrages",
+                                             "reverted_arbs"]
     assert table.splitlines()[-1].split()[:3] == ["total", "4", "blocks"]
     assert main([str(sample_dir())]) == 0
     assert capsys.readouterr().out.strip() == table
