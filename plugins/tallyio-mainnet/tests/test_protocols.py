@@ -336,3 +336,19 @@ def test_zerox_rfq_fill():
     ])
     assert rows == [("zerox", MAKER, BOT, BOT, TA, TB, 20, 10)]
     assert stats["skipped"] == {"malformed_swap": 1}
+
+
+def test_coverage_command(tmp_path):
+    from tallyio_mainnet.coverage import main
+
+    out = tmp_path / "coverage.json"
+    assert main([str(BLOCKS_DIR), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["blocks"] == len({json.loads(p.read_text())["block_number"] for p in BLOCK_FILES})
+    assert result["commit"] and "load_avg_1m" in result
+    for name, c in result["protocols"].items():
+        if name in ("uniswap_v2", "uniswap_v3", "all"):
+            continue
+        # every call decoded, every amount one the chain moved (a Bancor call: one row per hop)
+        assert c["amounts_equal_transfers"] == c["swaps"] >= c["calls"] > 0
+        assert c["swaps"] == c["calls"] or name == "bancor"

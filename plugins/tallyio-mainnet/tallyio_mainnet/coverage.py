@@ -1,0 +1,153 @@
+"""Protocol coverage of the decoder on a set of blocks: swap calls seen, swaps decoded, and how
+many decoded amounts are token movements the chain made.
+
+Usage: ``python -m tallyio_mainnet.coverage [DIR] [--json PATH]`` (default: the package's sample
+blocks). A block number seen twice (upstream's ``10921990.json`` repeats block 10921991) counts
+once. Per protocol:
+
+* ``calls``: live (not reverted) ``call`` traces of the protocol's swap selectors;
+* ``swaps``: rows decoded (a Bancor call gives one per hop);
+* ``skipped``: swap calls not decoded, by reason;
+* ``amounts_equal_transfers``: rows whose ``(token_in, amount_in)`` is an ERC20 transfer in the
+  transaction made inside the swap call or before it, and whose ``(token_out, amount_out)`` is
+  one made inside the swap call.
+
+``--json`` writes the figures with the commit, machine and load they were produced on
+(``docs/results/mainnet_coverage.json`` in the repository).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tallyio.record import PROTOCOL_NAMES, PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3
+from tallyio_mainnet.decode import (PROTOCOL_DECODERS, SELECTOR_TRANSFER, SELECTOR_TRANSFER_FROM,
+                                    SELECTOR_V2_SWAP, SELECTOR_V3_SWAP, _transfer, block_files,
+                                    decode_swaps, load_block)
+from tallyio_mainnet.source import sample_dir
+from tallyio_mainnet.traces import before, is_under
+
+_SELECTOR_PROTOCOL = {SELECTOR_V2_SWAP: PROTOCOL_NAMES[PROTOCOL_UNISWAP_V2],
+                      SELECTOR_V3_SWAP: PROTOCOL_NAMES[PROTOCOL_UNISWAP_V3],
+                      **{s: m.__name__.rsplit(".", 1)[-1] for s, m in PROTOCOL_DECODERS.items()}}
+
+
+def _live_traces(traces):
+    """(trace address, trace) of a transaction's traces that no failed call undid, in call order."""
+    failed, out = [], []
+    for t in sorted(traces, key=lambda t: t["trace_address"]):
+        addr = tuple(t["trace_address"])
+        if t.get("error"):
+            failed.append(addr)
+        if t.get("error") or any(is_under(addr, f) for f in failed):
+            continue
+        out.append((addr, t))
+    return out
+
+
+def block_coverage(block) -> dict[str, Counter]:
+    """``{protocol name: Counter(calls, swaps, amounts_equal_transfers, skipped:<reason>)}``."""
+    block = load_block(block)
+    swaps, stats = decode_swaps(block)
+    by_tx = defaultdict(list)
+    for t in block["traces"]:
+        if t.get("transaction_position") is not None:
+            by_tx[int(t["transaction_position"])].append(t)
+    out: dict[str, Counter] = defaultdict(Counter)
+    live = {}
+    for tx, traces in by_tx.items():
+        live[tx] = _live_traces(traces)
+        for addr, t in live[tx]:
+            sel = t["action"].get("input", "0x")[:10].lower()
+            if (t.get("type") == "call" and t["action"].get("callType") == "call"
+                    and sel in _SELECTOR_PROTOCOL):
+                out[_SELECTOR_PROTOCOL[sel]]["calls"] += 1
+    for s in swaps:
+        c = out[PROTOCOL_NAMES[s.protocol]]
+        c["swaps"] += 1
+        moves = []
+        for addr, t in live[s.tx_index]:
+            sel = t["action"].get("input", "0x")[:10].lower()
+            if t.get("type") == "call" and sel in (SELECTOR_TRANSFER, SELECTOR_TRANSFER_FROM):
+                tr = _transfer(addr, t["action"], sel)
+                if tr is not None:
+                    moves.append(tr)
+        inside = [m for m in moves if is_under(m.trace_address, s.trace_address)]
+        paid = inside + [m for m in moves if before(m, s.trace_address)]
+        if ((s.token_in, s.amount_in) in {(m.token, m.amount) for m in paid}
+                and (s.token_out, s.amount_out) in {(m.token, m.amount) for m in inside}):
+            c["amounts_equal_transfers"] += 1
+    # decode counts skipped swap calls per block and reason, not per protocol
+    for reason, n in stats["skipped"].items():
+        out["all"]["skipped:" + reason] += n
+    return out
+
+
+def coverage(path) -> dict:
+    """The coverage of every block under ``path`` (a directory or one file), each number once."""
+    p = Path(path)
+    files = block_files(p) if p.is_dir() else [p]
+    totals: dict[str, Counter] = defaultdict(Counter)
+    seen = set()
+    for f in files:
+        block = load_block(f)
+        if int(block["block_number"]) in seen:
+            continue
+        seen.add(int(block["block_number"]))
+        for name, c in block_coverage(block).items():
+            totals[name].update(c)
+    names = [n for n in PROTOCOL_NAMES.values() if n in totals] + (["all"] if "all" in totals else [])
+    return {"blocks": len(seen), "protocols": {n: dict(sorted(totals[n].items())) for n in names}}
+
+
+def _context() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"commit": commit, "machine": platform.platform(), "cpus": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+
+
+def format_table(result: dict) -> str:
+    cols = ("protocol", "calls", "swaps", "amounts_equal_transfers")
+    rows = [[n, *(str(c.get(k, 0)) for k in cols[1:])]
+            for n, c in result["protocols"].items() if n != "all"]
+    cells = [list(cols)] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
+             for r in cells]
+    skipped = result["protocols"].get("all", {})
+    lines.append(f"{result['blocks']} distinct blocks; skipped swap calls: "
+                 + (", ".join(f"{k[8:]} {v}" for k, v in skipped.items()) or "none"))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tallyio_mainnet.coverage",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("path", nargs="?", default=str(sample_dir()),
+                        help="a block JSON file or a directory of <number>.json files")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH")
+    args = parser.parse_args(argv)
+    p = Path(args.path)
+    if not (p.is_dir() or p.is_file()):
+        parser.error(f"path must be a block JSON file or a directory, got {args.path!r}")
+    result = coverage(p)
+    print(format_table(result))
+    if args.json:
+        doc = {"command": "python -m tallyio_mainnet.coverage " + " ".join(argv or sys.argv[1:]),
+               "blocks_path": str(p), **_context(), **result}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
