@@ -61,7 +61,8 @@ PAIR_UPDATES = frozenset({V2_SWAP, "0x6a627842", "0x89afcb44", "0xfff6cae9"})
 OUTCOMES = ("exact", "reverted_as_predicted", "reserves_unknown", "reserves_stale",
             "fee_on_transfer", "token_swapped_in_transfer", "reverted_on_chain", "mismatch")
 
-__all__ = ["OUTCOMES", "replay_block", "replay_blocks", "block_files", "pending_transactions"]
+__all__ = ["OUTCOMES", "replay_block", "replay_blocks", "block_files", "pending_transactions",
+           "revealed_reserves"]
 
 
 def _is_under(addr: tuple, parent: tuple) -> bool:
@@ -171,6 +172,16 @@ def pending_transactions(block) -> list[dict]:
         out.append({"hash": h, "from": a.get("from"), "to": a.get("to"),
                     "input": a.get("input") or "0x", "value": a.get("value") or "0x0",
                     "gasPrice": gas.get(h), "transactionIndex": tx.position})
+    return out
+
+
+def revealed_reserves(block) -> dict[str, tuple[int, int]]:
+    """Each V2 pair's reserves at the start of the first transaction of the block that reveals
+    them with ``getReserves()`` (what ``eth_call getReserves`` answered then), by pair address."""
+    out: dict[str, tuple[int, int]] = {}
+    for tx in _transactions(_load(block)):
+        for pool, r in tx.reveals.items():
+            out.setdefault(pool, r)
     return out
 
 
