@@ -31,7 +31,7 @@ not fit the buffer), ``duplicate`` (a hash seen before: the overlap of a reconne
 (mined before it left the buffer, or announced already mined), ``not_found`` (a hash the node no
 longer knows), ``unfetched`` (hashes announced but not fetched when the stream ended),
 ``bad_transaction`` (not a transaction object, a field of the wrong type), ``bad_message`` (not
-JSON-RPC), and ``undecodable_<reason>`` (a router transaction the decoder could not read:
+JSON-RPC), ``unknown_subscription`` (a notification for no subscription of the session), and ``undecodable_<reason>`` (a router transaction the decoder could not read:
 ``unknown_selector``, ``short_calldata``...). ``stats`` holds the rest: ``transactions``,
 ``decoded``, ``rows``, ``not_a_router``, ``heads``, ``mined``, ``reserves_refreshed``,
 ``connects``, ``disconnects``, and the decoder's non-swap calls inside a swap transaction.
@@ -74,6 +74,7 @@ GET_PAIR = f"0x{selector('getPair(address,address)'):08x}"
 # the decoder's counts for calls inside a decoded swap transaction that are not swaps
 _NOT_ERRORS = frozenset({"not_a_router", "multicall_other_call", "universal_other_command"})
 _EMPTY = np.zeros(0, TX_DTYPE)
+_EARLY_MAX = 4096  # notifications held for a subscription whose answer is not in yet
 
 
 class _RpcError(Exception):
@@ -488,10 +489,10 @@ class EthereumSource:
                 h = handlers.get(sub)
                 if h is not None:
                     h(result)
-                elif len(early) < 16 and sum(map(len, early.values())) < self.buffer_rows:
+                elif len(early) < 16 and sum(map(len, early.values())) < _EARLY_MAX:
                     early.setdefault(sub, []).append(result)
                 else:
-                    self.stats["unknown_subscription"] += 1
+                    self.errors["unknown_subscription"] += 1
 
             def handle(sub, h):
                 handlers[sub] = h
@@ -537,7 +538,8 @@ class EthereumSource:
                 done, _ = await asyncio.wait({reader, halt, fetcher},
                                              return_when=asyncio.FIRST_COMPLETED)
                 fetcher.cancel()
-                self.stats["unknown_subscription"] += sum(map(len, early.values()))
+                if early:
+                    self.errors["unknown_subscription"] += sum(map(len, early.values()))
                 if worker is not None and not self._halt.is_set():
                     # the heads that came before the end: what needs no more answers completes
                     heads_q.put_nowait(None)
