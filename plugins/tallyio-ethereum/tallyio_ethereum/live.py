@@ -258,6 +258,7 @@ class EthereumSource:
     ``max_reconnects``: see the module doc (None: unbounded). ``backoff_s``/``backoff_max_s``:
     reconnect delays. ``timeout_s``: connect and per-request timeout. ``idle_s``: the longest an
     idle iterator waits before yielding an empty chunk. ``dedup_capacity``: hashes remembered.
+    ``recent_rows``: rows kept for ``row(row_id)`` (the ``bundle`` sink's victims).
     ``routers``: as ``decode_transactions``'s.
 
     Bad options are a ``ConfigError`` naming the option and the value.
@@ -271,7 +272,8 @@ class EthereumSource:
                  fetch_batch: int = 100, max_transactions: int | None = None,
                  max_reconnects: int | None = None, backoff_s: float = 0.1,
                  backoff_max_s: float = 10.0, timeout_s: float = 30.0, idle_s: float = 0.1,
-                 dedup_capacity: int = 1 << 18, routers=None) -> None:
+                 dedup_capacity: int = 1 << 18, recent_rows: int = 16384,
+                 routers=None) -> None:
         if not self.accepts(url):
             raise ConfigError(f"ethereum source: url must be a ws:// or wss:// URL, got {url!r}")
         self.url = url
@@ -284,6 +286,7 @@ class EthereumSource:
         self.max_transactions = _count("max_transactions", max_transactions, 1, none=True)
         self.max_reconnects = _count("max_reconnects", max_reconnects, 0, none=True)
         self.dedup_capacity = _count("dedup_capacity", dedup_capacity, 1)
+        self.recent_rows = _count("recent_rows", recent_rows, 1)
         self.backoff_s = _seconds("backoff_s", backoff_s)
         self.backoff_max_s = _seconds("backoff_max_s", backoff_max_s)
         self.timeout_s = _seconds("timeout_s", timeout_s)
@@ -305,6 +308,9 @@ class EthereumSource:
         self.reserves: dict[str, tuple[int, int, int]] = {}  # pool -> (r0, r1, block) per head
         self.metadata: dict[str, Any] = {}
         self.reconnects = 0
+        self.head = 0  # the latest block number of newHeads (0: none seen)
+        self._recent = np.zeros(self.recent_rows, TX_DTYPE)  # the last rows yielded, by id
+        self._yielded = 0
         self._seen = _Seen(self.dedup_capacity)
         self._mined = _Seen(self.dedup_capacity)
         self._pending_pools: OrderedDict[str, set] = OrderedDict()  # handed-over tx -> V2 pools
@@ -357,13 +363,33 @@ class EthereumSource:
                     self._buffered = 0
                     finished = self._finished
                 if chunks:
-                    yield chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+                    chunk = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+                    self._remember(chunk)
+                    yield chunk
                 elif finished:
                     return
                 else:
                     yield _EMPTY  # idle: the reader checks for a stop between chunks
         finally:
             self.close()
+
+    def _remember(self, chunk: np.ndarray) -> None:
+        n, cap = len(chunk), self.recent_rows
+        ids = np.arange(self._yielded, self._yielded + n, dtype=np.uint64)[-cap:]
+        slots = ids % cap
+        self._recent[slots] = chunk[-cap:]
+        self._recent["id"][slots] = ids
+        self._yielded += n
+
+    def row(self, row_id: int):
+        """The row the engine numbered ``row_id`` (it numbers a source's rows 0, 1, ... in the
+        order they are yielded) while it is among the last ``recent_rows``; else None. For a
+        sink that needs the victim of an opportunity (``tx_ids``)."""
+        row_id = int(row_id)
+        if not 0 <= row_id < self._yielded:
+            return None
+        r = self._recent[row_id % self.recent_rows].copy()
+        return r if int(r["id"]) == row_id else None  # overwritten since
 
     def close(self) -> None:
         """Stop the stream and its thread (idempotent; from any thread but the source's own)."""
@@ -666,6 +692,7 @@ class EthereumSource:
             self.errors["bad_message"] += 1
             return
         self.stats["heads"] += 1
+        self.head = max(self.head, number)
         mined = {h.lower() for h in txs if isinstance(h, str)}
         for h in mined:
             self._mined.add(h)
