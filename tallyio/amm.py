@@ -4,13 +4,15 @@
 997/1000 by default), ``price_cmp`` (exact price comparison of two pools), ``best_cross_pool``
 (the optimal two-pool arbitrage input), ``max_frontrun`` and ``best_sandwich`` (the optimal
 front-run under a victim's ``amount_out_min``), and ``get_amount_out_many`` (a batch of
-``(n, 4)`` uint64 u256 columns, without the GIL). Results are exact and equal the pure-Python
+``(n, 4)`` uint64 u256 columns, without the GIL), and Balancer V1's weighted math
+(``balancer_v1_out_given_in`` / ``balancer_v1_in_given_out``: the pool's ``BMath``, exact). Results are exact and equal the pure-Python
 reference in ``tallyio.amm_reference`` bit for bit; a result that needs more than 256 bits raises
 ``AmmOverflowError``, never wraps. Compiled modules call the same kernels through
 ``tallyio/_core/amm.pxd`` (``tio_amm_*``, ``nogil``).
 """
 from tallyio._core.amm import (
     BAD_FEE,
+    BMATH_REVERT,
     FEE,
     INSUFFICIENT_LIQUIDITY,
     NONE,
@@ -19,6 +21,8 @@ from tallyio._core.amm import (
     WINDOW,
     ZERO_INPUT,
     ZERO_RESERVE,
+    balancer_v1_in_given_out,
+    balancer_v1_out_given_in,
     best_cross_pool,
     best_sandwich,
     from_u256_column,
@@ -54,6 +58,7 @@ from tallyio._core.book import (  # noqa: E402
 __all__ = [
     "AmmOverflowError",
     "BAD_FEE",
+    "BMATH_REVERT",
     "CrossPool",
     "FEE",
     "INSUFFICIENT_LIQUIDITY",
@@ -64,6 +69,8 @@ __all__ = [
     "WINDOW",
     "ZERO_INPUT",
     "ZERO_RESERVE",
+    "balancer_v1_in_given_out",
+    "balancer_v1_out_given_in",
     "best_cross_pool",
     "best_sandwich",
     "from_u256_column",

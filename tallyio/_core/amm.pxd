@@ -82,3 +82,17 @@ cdef extern from "tallyio/amm.h" nogil:
 # `name` for a negative value or one >= 2**256, TypeError for a non-integer.
 cdef int to_u256(object v, tio_u256 *r, str name) except -1
 cdef object from_u256(const tio_u256 *a)
+
+
+# Balancer V1 weighted math (BMath.calcOutGivenIn / calcInGivenOut), exact; TIO_AMM_BMATH_REVERT
+# where the pool's own arithmetic reverts.
+cdef extern from "tallyio/amm.h" nogil:
+    enum:
+        TIO_AMM_BMATH_REVERT
+    int tio_bal_out_given_in(tio_u256 *out, const tio_u256 *balance_in, const tio_u256 *weight_in,
+                             const tio_u256 *balance_out, const tio_u256 *weight_out,
+                             const tio_u256 *amount_in, const tio_u256 *swap_fee) noexcept nogil
+    int tio_bal_in_given_out(tio_u256 *amount_in, const tio_u256 *balance_in,
+                             const tio_u256 *weight_in, const tio_u256 *balance_out,
+                             const tio_u256 *weight_out, const tio_u256 *amount_out,
+                             const tio_u256 *swap_fee) noexcept nogil

@@ -487,3 +487,54 @@ def _primitive(op, a, b=0):
         flag = tio_big_divmod(&bq, &br, &bx, &by)
         return flag, (_from_big(&bq) if not flag else None), (_from_big(&br) if not flag else None)
     raise ValueError(f"op must name a primitive, got {op!r}")
+
+
+BMATH_REVERT = TIO_AMM_BMATH_REVERT
+
+
+cdef object _balancer_v1(bint out_given_in, object balance_in, object weight_in,
+                         object balance_out, object weight_out, object amount, object swap_fee):
+    cdef tio_u256 bi, wi, bo, wo, a, fee, r
+    cdef int rc
+    to_u256(balance_in, &bi, "balance_in")
+    to_u256(weight_in, &wi, "weight_in")
+    to_u256(balance_out, &bo, "balance_out")
+    to_u256(weight_out, &wo, "weight_out")
+    to_u256(amount, &a, "amount_in" if out_given_in else "amount_out")
+    to_u256(swap_fee, &fee, "swap_fee")
+    with nogil:
+        if out_given_in:
+            rc = tio_bal_out_given_in(&r, &bi, &wi, &bo, &wo, &a, &fee)
+        else:
+            rc = tio_bal_in_given_out(&r, &bi, &wi, &bo, &wo, &a, &fee)
+    if rc != TIO_AMM_OK:
+        name = "calcOutGivenIn" if out_given_in else "calcInGivenOut"
+        raise ValueError(f"Balancer V1 {name} reverts for balance_in={balance_in}, "
+                         f"weight_in={weight_in}, balance_out={balance_out}, "
+                         f"weight_out={weight_out}, amount={amount}, swap_fee={swap_fee}")
+    return from_u256(&r)
+
+
+def balancer_v1_out_given_in(balance_in, weight_in, balance_out, weight_out, amount_in, swap_fee):
+    """balancer_v1_out_given_in(balance_in, weight_in, balance_out, weight_out, amount_in,
+    swap_fee) -> int
+
+    A Balancer V1 pool's ``BMath.calcOutGivenIn``, exact: what ``swapExactAmountIn`` pays out.
+    Weights are the pool's denormalized weights and ``swap_fee`` its fee, both 18-decimal fixed
+    point (BONE = 10**18), balances and amounts in token units. Raises ValueError where the pool's
+    arithmetic reverts (an overflow, a fee above BONE, a power base outside [1, 2*BONE - 1]) and
+    for a value outside [0, 2**256).
+    """
+    return _balancer_v1(True, balance_in, weight_in, balance_out, weight_out, amount_in, swap_fee)
+
+
+def balancer_v1_in_given_out(balance_in, weight_in, balance_out, weight_out, amount_out,
+                             swap_fee):
+    """balancer_v1_in_given_out(balance_in, weight_in, balance_out, weight_out, amount_out,
+    swap_fee) -> int
+
+    ``BMath.calcInGivenOut``, exact: what ``swapExactAmountOut`` takes in for ``amount_out``.
+    Arguments and errors as ``balancer_v1_out_given_in``.
+    """
+    return _balancer_v1(False, balance_in, weight_in, balance_out, weight_out, amount_out,
+                        swap_fee)

@@ -761,3 +761,128 @@ static inline int tio_amm_best_sandwich(tio_amm_sandwich *res, const tio_u256 *v
     res->bound = bound;
     return TIO_AMM_OK;
 }
+
+/* ---- Balancer V1 weighted math ------------------------------------------------------------
+ * BNum.sol / BMath.sol of balancer-labs/balancer-core (the BPool's own calcOutGivenIn and
+ * calcInGivenOut), ported operation for operation in u256 with 18-decimal fixed point (BONE):
+ * bmul and bdiv round half up, bpow splits the exponent into an integer power (square and
+ * multiply) and a fractional part summed as a binomial series until a term falls below
+ * BPOW_PRECISION. Every require of the Solidity code (overflow, underflow, a zero divisor, a bpow
+ * base outside [1, 2*BONE - 1]) returns TIO_AMM_BMATH_REVERT, where the pool reverts. The series
+ * is capped at TIO_BAL_MAX_TERMS terms (it converges in a few dozen for every valid base; the
+ * chain bounds it by gas) so no input spins. */
+enum { TIO_AMM_BMATH_REVERT = 7 };
+#define TIO_BAL_BONE 1000000000000000000ULL
+#define TIO_BAL_BPOW_PRECISION 100000000ULL /* BONE / 10**10 */
+#define TIO_BAL_MAX_TERMS 10000
+
+static inline int tio_bal_bmul(tio_u256 *r, const tio_u256 *a, const tio_u256 *b) {
+    tio_u256 c0, c1, k;
+    if (tio_u256_mul(&c0, a, b)) return 1;
+    tio_u256_from_u64(&k, TIO_BAL_BONE / 2);
+    if (tio_u256_add(&c1, &c0, &k)) return 1;
+    tio_u256_from_u64(&k, TIO_BAL_BONE);
+    return tio_u256_divmod(r, NULL, &c1, &k);
+}
+
+static inline int tio_bal_bdiv(tio_u256 *r, const tio_u256 *a, const tio_u256 *b) {
+    tio_u256 c0, c1, half, bone;
+    if (tio_u256_is_zero(b)) return 1;
+    tio_u256_from_u64(&bone, TIO_BAL_BONE);
+    if (tio_u256_mul(&c0, a, &bone)) return 1;
+    tio_u256_shr(&half, b, 1);
+    if (tio_u256_add(&c1, &c0, &half)) return 1;
+    return tio_u256_divmod(r, NULL, &c1, b);
+}
+
+/* r = |a - b|; returns 1 when b > a (bsubSign's flag). */
+static inline int tio_bal_bsub_sign(tio_u256 *r, const tio_u256 *a, const tio_u256 *b) {
+    if (tio_u256_cmp(a, b) >= 0) { tio_u256_sub(r, a, b); return 0; }
+    tio_u256_sub(r, b, a);
+    return 1;
+}
+
+/* bpowi: a ** n in fixed point, n an integer (square and multiply from the low bit). */
+static inline int tio_bal_bpowi(tio_u256 *r, tio_u256 a, tio_u256 n) {
+    tio_u256 z;
+    if (n.w[0] & 1) z = a; else tio_u256_from_u64(&z, TIO_BAL_BONE);
+    for (tio_u256_shr(&n, &n, 1); !tio_u256_is_zero(&n); tio_u256_shr(&n, &n, 1)) {
+        if (tio_bal_bmul(&a, &a, &a)) return 1;
+        if ((n.w[0] & 1) && tio_bal_bmul(&z, &z, &a)) return 1;
+    }
+    *r = z;
+    return 0;
+}
+
+static inline int tio_bal_bpow_approx(tio_u256 *r, const tio_u256 *base, const tio_u256 *exp) {
+    tio_u256 bone, x, term, sum, big_k, km1, c, t, precision;
+    tio_u256_from_u64(&bone, TIO_BAL_BONE);
+    tio_u256_from_u64(&precision, TIO_BAL_BPOW_PRECISION);
+    int xneg = tio_bal_bsub_sign(&x, base, &bone), negative = 0;
+    term = bone;
+    sum = term;
+    for (uint64_t i = 1; tio_u256_cmp(&term, &precision) >= 0; i++) {
+        if (i > TIO_BAL_MAX_TERMS) return 1;
+        tio_u256 iu;
+        tio_u256_from_u64(&iu, i);
+        tio_u256_mul(&big_k, &iu, &bone); /* i <= 10000: fits */
+        tio_u256_sub(&km1, &big_k, &bone);
+        int cneg = tio_bal_bsub_sign(&c, exp, &km1);
+        if (tio_bal_bmul(&t, &c, &x) || tio_bal_bmul(&term, &term, &t)) return 1;
+        if (tio_bal_bdiv(&term, &term, &big_k)) return 1;
+        if (tio_u256_is_zero(&term)) break;
+        if (xneg) negative = !negative;
+        if (cneg) negative = !negative;
+        if (negative ? tio_u256_sub(&sum, &sum, &term) : tio_u256_add(&sum, &sum, &term)) return 1;
+    }
+    *r = sum;
+    return 0;
+}
+
+static inline int tio_bal_bpow(tio_u256 *r, const tio_u256 *base, const tio_u256 *exp) {
+    tio_u256 bone, max_base, n, remain, whole_pow, partial;
+    tio_u256_from_u64(&bone, TIO_BAL_BONE);
+    tio_u256_from_u64(&max_base, 2 * TIO_BAL_BONE - 1);
+    if (tio_u256_is_zero(base) || tio_u256_cmp(base, &max_base) > 0) return 1;
+    tio_u256_divmod(&n, &remain, exp, &bone); /* btoi(exp); exp - bfloor(exp) */
+    if (tio_bal_bpowi(&whole_pow, *base, n)) return 1;
+    if (tio_u256_is_zero(&remain)) { *r = whole_pow; return 0; }
+    if (tio_bal_bpow_approx(&partial, base, &remain)) return 1;
+    return tio_bal_bmul(r, &whole_pow, &partial);
+}
+
+/* BMath.calcOutGivenIn: the tokens out of a swapExactAmountIn, exact. */
+static inline int tio_bal_out_given_in(tio_u256 *out, const tio_u256 *balance_in,
+                                       const tio_u256 *weight_in, const tio_u256 *balance_out,
+                                       const tio_u256 *weight_out, const tio_u256 *amount_in,
+                                       const tio_u256 *swap_fee) {
+    tio_u256 bone, ratio, adjusted, y, t, foo, bar;
+    tio_u256_from_u64(&bone, TIO_BAL_BONE);
+    if (tio_bal_bdiv(&ratio, weight_in, weight_out)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_sub(&adjusted, &bone, swap_fee)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bmul(&adjusted, amount_in, &adjusted)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_add(&t, balance_in, &adjusted)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bdiv(&y, balance_in, &t)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bpow(&foo, &y, &ratio)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_sub(&bar, &bone, &foo)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bmul(out, balance_out, &bar)) return TIO_AMM_BMATH_REVERT;
+    return TIO_AMM_OK;
+}
+
+/* BMath.calcInGivenOut: the tokens in that a swapExactAmountOut takes, exact. */
+static inline int tio_bal_in_given_out(tio_u256 *in, const tio_u256 *balance_in,
+                                       const tio_u256 *weight_in, const tio_u256 *balance_out,
+                                       const tio_u256 *weight_out, const tio_u256 *amount_out,
+                                       const tio_u256 *swap_fee) {
+    tio_u256 bone, ratio, diff, y, foo, t, keep;
+    tio_u256_from_u64(&bone, TIO_BAL_BONE);
+    if (tio_bal_bdiv(&ratio, weight_out, weight_in)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_sub(&diff, balance_out, amount_out)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bdiv(&y, balance_out, &diff)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bpow(&foo, &y, &ratio)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_sub(&foo, &foo, &bone)) return TIO_AMM_BMATH_REVERT;
+    if (tio_u256_sub(&keep, &bone, swap_fee)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bmul(&t, balance_in, &foo)) return TIO_AMM_BMATH_REVERT;
+    if (tio_bal_bdiv(in, &t, &keep)) return TIO_AMM_BMATH_REVERT;
+    return TIO_AMM_OK;
+}
