@@ -51,7 +51,9 @@ class Publisher:
         self._seq = [0] * partitions
         self._held: list[list[np.ndarray]] = [[] for _ in range(partitions)]
         self._held_rows = [0] * partitions
-        self._inflight: list = []
+        self._inflight: list = []      # sends submitted to the loop
+        self._unconfirmed: list = []   # (message, ack future) sent, in order, not yet confirmed
+        self._disconnects = 0
         self.resent = 0
         # truth_* arrays name rows by their index in the whole feed: no shard sees that index
         meta = {k: np.asarray(v) for k, v in (metadata or {}).items()
@@ -102,22 +104,28 @@ class Publisher:
 
     def _message(self, p: int, payload: bytes) -> None:
         self.messages += 1
-        # the id makes a re-send after a lost ack harmless: JetStream drops the copy
+        # the id makes a re-send harmless: JetStream drops a copy of a message it stored
         msg = (f"{TX_SUBJECT}.{p}", payload,
                {SENT_HEADER: str(time.time_ns()), "Nats-Msg-Id": f"{p}.{self._seq[p]}"})
-        self._inflight.append((msg, self.lt.submit(self._send_async(msg))))
+        self._inflight.append(self.lt.submit(self._send_async(msg)))
         if len(self._inflight) >= 512:  # bound what is in flight
             self.wait()
 
-    async def _send_async(self, msg):
+    async def _send_async(self, msg) -> None:
         # Sends start in call order (the loop runs them first in, first out) and the lock, which
-        # is fair, keeps that order while they wait for a reconnection (a server restart:
-        # nothing is sent then, not buffered); one connection then stores a partition's
-        # messages in the order they were made.
+        # is fair, keeps that order while they wait for a reconnection (nothing is sent then,
+        # not buffered). After a reconnection, every message not yet confirmed is sent again,
+        # in order, before any new one: what the server lost with the old connection is a
+        # suffix of what was sent, so each partition's messages stay in the order they were
+        # made, in the stream too.
         async with self._send_lock:
             await self._connected()
+            if self.lt.disconnects != self._disconnects:
+                self._disconnects = self.lt.disconnects
+                await self._resend_unconfirmed()
             subject, payload, headers = msg
-            return await self.lt.js.publish_async(subject, payload, headers=dict(headers))
+            ack = await self.lt.js.publish_async(subject, payload, headers=dict(headers))
+            self._unconfirmed.append((msg, ack))
 
     async def _connected(self) -> None:
         deadline = time.monotonic() + RETRY_S
@@ -126,18 +134,29 @@ class Publisher:
                 raise NatsError(f"{self.lt.url}: not connected")
             await asyncio.sleep(0.05)
 
-    async def _confirm(self, inflight) -> None:
-        for i, (msg, sent) in enumerate(inflight):
-            try:
-                await asyncio.wait_for(await asyncio.wrap_future(sent), ACK_WAIT_S)
-                continue
-            except Exception:
-                pass
-            # lost in a restart: send this one and every later one again, in order, each
-            # confirmed (copies already stored are dropped by their Nats-Msg-Id)
-            for again, _ in inflight[i:]:
-                await self._resend(again)
-            return
+    async def _resend_unconfirmed(self) -> None:
+        """Send again, one at a time and confirmed, every message from the first one without
+        its acknowledgement on."""
+        pending = self._unconfirmed
+        first = next((i for i, (_, ack) in enumerate(pending)
+                      if not ack.done() or ack.cancelled() or ack.exception() is not None),
+                     len(pending))
+        for msg, ack in pending[first:]:
+            ack.cancel()
+            await self._resend(msg)
+        self._unconfirmed = []
+
+    async def _confirm(self) -> None:
+        async with self._send_lock:
+            for i, (_, ack) in enumerate(self._unconfirmed):
+                try:
+                    await asyncio.wait_for(ack, ACK_WAIT_S)
+                except Exception:
+                    # lost without a disconnection seen: send it and every later one again
+                    self._unconfirmed = self._unconfirmed[i:]
+                    await self._resend_unconfirmed()
+                    return
+            self._unconfirmed = []
 
     async def _resend(self, msg) -> None:
         deadline = time.monotonic() + RETRY_S
@@ -158,7 +177,9 @@ class Publisher:
         """Wait until the server stored every message sent so far, sending again what a server
         restart lost; ``NatsError`` after ``RETRY_S`` seconds without success."""
         inflight, self._inflight = self._inflight, []
-        self.lt.call(self._confirm(inflight), timeout=None)
+        for f in inflight:
+            f.result(timeout=RETRY_S + 60)  # sent (or failed: NatsError)
+        self.lt.call(self._confirm(), timeout=None)
 
     def end(self) -> dict[str, Any]:
         """Send the rest and each partition's end marker; wait until all are stored. Returns

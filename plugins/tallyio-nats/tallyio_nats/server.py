@@ -70,8 +70,14 @@ class NatsServer:
                                        f"{timeout:g} s") from None
                 time.sleep(0.05)  # bounded wait for a child process to bind its port
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """End the server: SIGTERM (it shuts down cleanly), or with ``kill`` SIGKILL (a crash:
+        what it had received and not yet answered stays unanswered)."""
         if self.proc is None or self.proc.poll() is not None:
+            return
+        if kill:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
             return
         self.proc.terminate()
         try:
@@ -80,8 +86,8 @@ class NatsServer:
             self.proc.kill()
             self.proc.wait(timeout=15)
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, *, kill: bool = False) -> None:
+        self.stop(kill=kill)
         self.start()
 
     def __enter__(self):

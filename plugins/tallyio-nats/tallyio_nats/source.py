@@ -339,7 +339,11 @@ class NatsSource:
         if b.seq > st.expected:
             # messages lost in flight (the server restarted) or stored out of order: wait for
             # the missing one, re-subscribing when it does not come (GAP_WAIT_S)
+            # It is acknowledged now, in its turn: held unacknowledged, a long wait would fill
+            # max_ack_pending and stop the very delivery it waits for. (Acks are flow control
+            # and progress here; a takeover replays from the start whatever was acked.)
             self.stats["out_of_order"] += 1
+            self._q.put(("ack", p, None, m, None))
             st.stash[b.seq] = (m, b)
             st.since = st.since or time.monotonic()
             return False
@@ -347,14 +351,14 @@ class NatsSource:
         st.failing_since = None
         ended = self._hand(st, m, b)
         while not ended and st.expected in st.stash:
-            ended = self._hand(st, *st.stash.pop(st.expected))
+            ended = self._hand(st, *st.stash.pop(st.expected), acked=True)
         if clean:  # everything of the partition up to this message has been taken
             st.resume = m.metadata.sequence.stream + 1
         if not st.stash:
             st.since = None
         return ended
 
-    def _hand(self, st: "_Reader", m, b) -> bool:
+    def _hand(self, st: "_Reader", m, b, acked: bool = False) -> bool:
         st.expected += 1
         if not self.first_ns:
             self.first_ns = time.time_ns()
@@ -364,7 +368,8 @@ class NatsSource:
                 sent = int(m.headers[SENT_HEADER])
             except ValueError:
                 pass
-        self._q.put(("end" if b.end else "rows", st.partition, b.rows, m, sent))
+        self._q.put(("end" if b.end else "rows", st.partition, b.rows, None if acked else m,
+                     sent))
         return b.end
 
     async def _dead_letter(self, p: int, m, e: MalformedMessage) -> None:
@@ -400,6 +405,8 @@ class NatsSource:
             _, msg, sent = pending.popleft()
             if sent is not None:
                 self.hops_ns.append(time.time_ns() - sent)
+            if msg is None:  # acknowledged when it arrived (out of order)
+                continue
             try:
                 await msg.ack()
                 self.stats["acked"] += 1
