@@ -57,7 +57,8 @@ def _pay_and_out(moves, vault, token_in, token_out, funds, in_fallback, out_fall
     if to_internal:
         amount_out = out_fallback
     else:
-        outs = [t for t in moves if t.token == token_out and t.sender == vault and t.to == recipient]
+        outs = [t for t in moves
+                if t.token == token_out and t.sender == vault and t.to == recipient]
         if len(outs) != 1:
             raise Skip("several_outputs" if outs else "no_single_output")
         amount_out = outs[0].amount

@@ -1,6 +1,7 @@
 """Bancor network conversions, one row per conversion hop (the converter is the pool).
 
-Selectors (called on the BancorNetwork contract, e.g. ``0x2f9ec37d6ccfff1cab21733bdadede11c823ccb0``):
+Selectors (called on the BancorNetwork contract, such as
+``0x2f9ec37d6ccfff1cab21733bdadede11c823ccb0``):
 
 * ``convertByPath(address[] path, uint256 amount, uint256 minReturn, address beneficiary,
   address affiliateAccount, uint256 affiliateFee)`` ``0xb77d239b``

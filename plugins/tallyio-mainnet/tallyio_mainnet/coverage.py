@@ -102,7 +102,8 @@ def coverage(path) -> dict:
         seen.add(int(block["block_number"]))
         for name, c in block_coverage(block).items():
             totals[name].update(c)
-    names = [n for n in PROTOCOL_NAMES.values() if n in totals] + (["all"] if "all" in totals else [])
+    names = [n for n in PROTOCOL_NAMES.values() if n in totals]
+    names += ["all"] if "all" in totals else []
     return {"blocks": len(seen), "protocols": {n: dict(sorted(totals[n].items())) for n in names}}
 
 
@@ -122,8 +123,8 @@ def format_table(result: dict) -> str:
             for n, c in result["protocols"].items() if n != "all"]
     cells = [list(cols)] + rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(cols))]
-    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
-             for r in cells]
+    lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                       for i, (v, w) in enumerate(zip(r, widths))) for r in cells]
     skipped = result["protocols"].get("all", {})
     lines.append(f"{result['blocks']} distinct blocks; skipped swap calls: "
                  + (", ".join(f"{k[8:]} {v}" for k, v in skipped.items()) or "none"))

@@ -2,8 +2,9 @@
 
 Usage: ``python -m tallyio_mainnet.report [DIR_OR_FILE]`` (default: the package's sample blocks).
 Reverted arbitrage attempts (``reverted_arbitrages``) are counted in their own column and never
-in ``arbitrages``: they made no profit. The inspectors come from the ``tallyio-sandwich`` and ``tallyio-arbitrage`` plugin packages; in a
-source checkout they are picked up from the sibling ``plugins/`` directories when not installed.
+in ``arbitrages``: they made no profit. The inspectors come from the ``tallyio-sandwich`` and
+``tallyio-arbitrage`` plugin packages; in a source checkout they are picked up from the sibling
+``plugins/`` directories when not installed.
 """
 from __future__ import annotations
 

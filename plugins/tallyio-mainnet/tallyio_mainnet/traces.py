@@ -36,7 +36,7 @@ class Leg(NamedTuple):
 
 
 class Skip(Exception):
-    """A swap call whose trace does not give a swap; ``reason`` is counted in ``stats["skipped"]``."""
+    """A swap call whose trace gives no swap; ``reason`` is counted in ``stats["skipped"]``."""
 
     def __init__(self, reason: str):
         super().__init__(reason)

@@ -86,7 +86,8 @@ def test_mev_inspect_js_vectors(case):
         # cross-protocol routes (a Balancer V1 leg in "3-swap cross-protocol arbitrage") keep each
         # leg's protocol
         assert [s["protocol"] for s in a.details["swaps"]] == \
-            [PROTOCOL_NAMES[vectors.PROTOCOLS[s["contract"]["protocol"]["abi"]]] for s in e["swaps"]]
+            [PROTOCOL_NAMES[vectors.PROTOCOLS[s["contract"]["protocol"]["abi"]]]
+             for s in e["swaps"]]
 
 
 A, B, C = (bytes([n]) * 20 for n in (1, 2, 3))

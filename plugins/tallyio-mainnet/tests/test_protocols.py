@@ -314,7 +314,8 @@ def test_bancor_hops():
         call(1, [0], NET, TA, transfer_from(BOT, C1, 5)),
         call(1, [1, 0], C1, TB, transfer(C2, 6)),
     ])
-    assert rows == [("bancor", C1, BOT, C2, TA, TB, BIG, 600), ("bancor", C2, C1, BOT, TB, TC, 600, 50)]
+    assert rows == [("bancor", C1, BOT, C2, TA, TB, BIG, 600),
+                    ("bancor", C2, C1, BOT, TB, TC, 600, 50)]
     assert stats["skipped"] == {"bancor_hop_unmatched": 1}
     _, stats = _decode([_call(0, [], BOT, NET, "0xb77d239b",
                               _path_args(["0x" + "ee" * 20, anchor1, TB], 5, ZERO))])
