@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import mev_reference
 import vectors
-from conftest import BLOCK_FILES, VECTORS
+from conftest import BLOCK_FILES, HERE, VECTORS
 from tallyio.record import PROTOCOL_NAMES, TX_DTYPE, int_to_u256
 from tallyio_arbitrage.cycles import find_cyclic_arbitrages
 from tallyio_mainnet.decode import decode_block, decode_swaps
@@ -209,3 +209,20 @@ def test_cross_protocol_arbitrages_with_exact_profit():
                               a.profit))
     have = {int(p.stem) for p in BLOCK_FILES}
     assert found == [c for c in CROSS_PROTOCOL if c[0] in have]
+
+
+def test_mev_inspect_py_arbitrage_integration():
+    """mev-inspect-py's own expectations for block 12914944 (tests/test_arbitrage_integration.py
+    at ce8179f): two 3-swap WETH routes through 0x25f8087e... -> USDC, with these profits."""
+    records, _ = decode_block(HERE / "data" / "12914944-arbitrages.json")
+    got = {a.details["tx_hash"]: a for a in find_cyclic_arbitrages(records)}
+    want = {
+        "0x448245bf1a507b73516c4eeee01611927dada6610bf26d403012f2e66800d8f0": 750005273675102326,
+        "0xfcf4558f6432689ea57737fe63124a5ec39fd6ba6aaf198df13a825dd599bffc": 53560707941943273628,
+    }
+    assert {h: a.profit for h, a in got.items()} == want
+    for a in got.values():
+        assert a.profit_token == WETH and len(a.details["swaps"]) == 3
+        middle = a.details["swaps"][1]
+        assert (middle["token_in"], middle["token_out"]) == \
+            ("0x25f8087ead173b73d6e8b84329989a8eea16cf73", USDC)
