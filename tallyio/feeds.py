@@ -14,6 +14,12 @@ Feed files
     market) becomes the source's ``metadata`` for processors.
 ``.npy``
     One structured array of dtype ``TX_DTYPE``.
+
+A ``records`` array (``.npz``) or ``.npy`` array of an older record version (see
+``tallyio.record``: version 1 has no ``tx_type``, ``max_fee_per_gas``,
+``max_priority_fee_per_gas``) loads with those fields zero (``record.upgrade_records``); a
+columnar file simply has no column for them (zero too). Any other structured dtype is a
+``FeedError`` naming the field that does not fit.
 ``.csv``
     A header of field names; integers in decimal (amounts exact, any size), addresses and hashes in
     0x-hex. Missing columns are zero.
@@ -42,7 +48,8 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from tallyio.errors import ConfigError, TallyIOError
-from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNKNOWN, TX_DTYPE, int_to_u256)
+from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNKNOWN, RECORD_VERSION, TX_DTYPE,
+                            int_to_u256, upgrade_records)
 
 ADDRESS_FIELDS = ("sender", "recipient", "pool", "token_in", "token_out")
 KEY_OF = {"sender": "sender_key", "pool": "pool_key", "token_in": "token_in_key",
@@ -280,15 +287,23 @@ def read_feed(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     return validate(records, where), meta
 
 
+def _upgrade(records: np.ndarray, where: str, what: str) -> np.ndarray:
+    """``TX_DTYPE`` rows from a stored array of this or an older record version."""
+    if records.dtype == TX_DTYPE:
+        return records
+    try:
+        return upgrade_records(records)
+    except ValueError as e:
+        raise FeedError(f"{where}: {what} must have dtype TX_DTYPE, got {records.dtype} (record "
+                        f"version {RECORD_VERSION} or an older version of it: {e})") from None
+
+
 def _read_records(path: str, suffix: str, where: str) -> tuple[np.ndarray, dict]:
     meta: dict = {}
     if suffix == ".npz":
         arrays = _read_npz(path, where)
         if "records" in arrays:
-            records = arrays.pop("records")
-            if records.dtype != TX_DTYPE:
-                raise FeedError(f"{where}: array 'records' must have dtype TX_DTYPE, got {records.dtype}")
-            records = records.copy()
+            records = _upgrade(arrays.pop("records"), where, "array 'records'").copy()
         else:
             cols = {k: arrays.pop(k) for k in list(arrays) if k in TX_DTYPE.names}
             if not cols:
@@ -301,8 +316,7 @@ def _read_records(path: str, suffix: str, where: str) -> tuple[np.ndarray, dict]
     elif suffix == ".npy":
         with open(path, "rb") as f:
             records = _read_npy(f, os.fstat(f.fileno()).st_size, where)
-        if records.dtype != TX_DTYPE:
-            raise FeedError(f"{where}: array must have dtype TX_DTYPE, got {records.dtype}")
+        records = _upgrade(records, where, "array")
     elif suffix == ".csv":
         with open(path, newline="", encoding="utf-8") as f:
             records = _rows_to_records(list(csv.DictReader(f)), where)

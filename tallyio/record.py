@@ -17,6 +17,7 @@ field                     type       meaning
 ``protocol``              uint8      ``PROTOCOL_*``: 0 unknown, 1 Uniswap V2 pair, 2 Uniswap V3 pool
 ``flags``                 uint8      ``FLAG_*`` bits
 ``trace_depth``           uint8      length of ``trace_address`` in use (decoded swaps)
+``tx_type``               uint8      EIP-2718 type: 0 legacy, 1 access list, 2 EIP-1559, 3 blob
 ``trace_address``         8 x u16    the call's position in the transaction's call tree
 ``sender_key``            uint64     64-bit key of ``sender`` (see ``address_key``)
 ``pool_key``              uint64     64-bit key of ``pool``
@@ -31,7 +32,24 @@ field                     type       meaning
 ``token_in``              20 bytes   token sold
 ``token_out``             20 bytes   token bought
 ``tx_hash``               32 bytes   transaction hash
+``max_fee_per_gas``       uint64     EIP-1559 fee cap in wei (0 for types 0 and 1)
+``max_priority_fee_...``  uint64     ``max_priority_fee_per_gas``: EIP-1559 tip cap in wei
 ========================  =========  ==========================================================
+
+``gas_price`` stays what it was (the legacy price, or the effective price a mined transaction
+paid); ``effective_gas_price(rows, base_fee)`` gives what each row would pay at a base fee.
+
+Record versions (``RECORD_VERSION``, bumped whenever ``TX_DTYPE`` changes; anything that stores or
+sends rows as bytes states the version it wrote):
+
+1. 336 bytes: the fields above without ``tx_type``, ``max_fee_per_gas``,
+   ``max_priority_fee_per_gas``.
+2. 352 bytes: ``tx_type`` in the padding byte after ``trace_depth`` (offset 187) and the two fee
+   caps appended at 336 and 344, so every version-1 field keeps its offset (the compiled kernels
+   read their offsets from ``TX_DTYPE`` when imported, and would be right either way).
+   ``upgrade_records`` turns version-1 rows into version-2 rows with the three fields zero (a
+   legacy-typed row, no fee caps: what a version-1 row meant); feed files of version 1 load
+   through it.
 
 Amounts routinely exceed 2**64 (18-decimal tokens), so they are carried losslessly as four 64-bit
 words and turned into Python ints (``u256_to_int``) for exact arithmetic; never through float64.
@@ -79,6 +97,7 @@ TX_DTYPE = np.dtype([
     ("protocol", np.uint8),
     ("flags", np.uint8),
     ("trace_depth", np.uint8),
+    ("tx_type", np.uint8),  # in what was padding: the fields after it keep their offsets
     ("trace_address", (np.uint16, 8)),
     ("sender", ADDRESS),
     ("recipient", ADDRESS),
@@ -86,7 +105,13 @@ TX_DTYPE = np.dtype([
     ("token_in", ADDRESS),
     ("token_out", ADDRESS),
     ("tx_hash", (np.uint8, 32)),
+    ("max_fee_per_gas", np.uint64),
+    ("max_priority_fee_per_gas", np.uint64),
 ], align=True)
+
+RECORD_VERSION = 2
+# fields added by each version after the first (what upgrade_records zero-fills)
+RECORD_FIELDS_ADDED = {2: ("tx_type", "max_fee_per_gas", "max_priority_fee_per_gas")}
 
 _MASK64 = (1 << 64) - 1
 
@@ -200,6 +225,48 @@ def swap_rows(swaps: np.ndarray) -> list[dict[str, Any]]:
             "amount_out": amount_out[i],
         })
     return rows
+
+
+def upgrade_records(records: np.ndarray) -> np.ndarray:
+    """``TX_DTYPE`` rows from rows of an older record version: every field the old rows have is
+    copied, the fields added since (``RECORD_FIELDS_ADDED``) are zero. ``TX_DTYPE`` rows are
+    returned as they are. Raises ``ValueError`` naming the field for rows that are not an older
+    version (an unknown field, a field of another type, a missing field that was never added)."""
+    dt = records.dtype
+    if dt == TX_DTYPE:
+        return records
+    if dt.names is None:
+        raise ValueError(f"records must be structured TX_DTYPE rows (or an older version of "
+                         f"them), got dtype {dt}")
+    added = {f for fields in RECORD_FIELDS_ADDED.values() for f in fields}
+    for name in dt.names:
+        if name not in TX_DTYPE.names:
+            raise ValueError(f"records: field {name!r} is not a TX_DTYPE field of any version")
+        if dt.fields[name][0] != TX_DTYPE.fields[name][0]:
+            raise ValueError(f"records: field {name!r} is {dt.fields[name][0]}, TX_DTYPE has "
+                             f"{TX_DTYPE.fields[name][0]}")
+    missing = [n for n in TX_DTYPE.names if n not in dt.names and n not in added]
+    if missing:
+        raise ValueError(f"records: field {missing[0]!r} is missing (every record version has it)")
+    out = np.zeros(records.shape, TX_DTYPE)
+    for name in dt.names:
+        out[name] = records[name]
+    return out
+
+
+def effective_gas_price(rows: np.ndarray, base_fee: int) -> np.ndarray:
+    """What each row's transaction pays per gas at ``base_fee`` (wei): ``min(max_fee_per_gas,
+    base_fee + max_priority_fee_per_gas)`` for EIP-1559 types (2 and 3), ``gas_price`` for the
+    others. uint64; a sum past 2**64 - 1 is capped by the fee cap it is compared with."""
+    if isinstance(base_fee, bool) or not isinstance(base_fee, (int, np.integer)) or \
+            not 0 <= int(base_fee) < 1 << 64:
+        raise ValueError(f"base_fee must be an int in [0, 2**64), got {base_fee!r}")
+    cap = rows["max_fee_per_gas"]
+    tip = rows["max_priority_fee_per_gas"]
+    room = np.uint64((1 << 64) - 1 - int(base_fee))
+    offered = np.where(tip > room, np.uint64((1 << 64) - 1), tip + np.uint64(int(base_fee)))
+    eip1559 = rows["tx_type"] >= 2
+    return np.where(eip1559, np.minimum(cap, offered), rows["gas_price"]).astype(np.uint64)
 
 
 def empty(n: int) -> np.ndarray:

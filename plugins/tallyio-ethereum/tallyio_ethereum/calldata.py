@@ -18,7 +18,9 @@ into one row per pool hop, in transaction order, with the hop's position in ``sw
 Row fields: ``protocol`` (V2 or V3), ``flags`` = ``FLAG_PENDING``, ``sender``, ``pool`` (and
 ``pool_key``), ``token_in``/``token_out`` (and keys), ``recipient`` (the next pair for an inner V2
 hop, the router for an inner V3 hop, the caller's recipient on the last), ``tx_hash``, ``nonce``,
-``gas_price``, ``tx_index`` (the transaction's position in the stream) and ``swap_index``.
+``gas_price``, ``tx_type``, ``max_fee_per_gas``, ``max_priority_fee_per_gas`` (from ``type``,
+``maxFeePerGas``, ``maxPriorityFeePerGas``; 0 where absent, fee caps past 2**64 - 1 capped),
+``tx_index`` (the transaction's position in the stream) and ``swap_index``.
 Amounts: an exact-input swap has ``amount_in`` on its first hop and ``amount_out_min`` on its last
 (inner hops 0: their amounts follow from the pools); an exact-output swap has ``amount_out`` on its
 last hop and ``amount_in`` 0. ``TX_DTYPE`` has no field for the deadline, the input bound of an
@@ -451,8 +453,9 @@ def decode_transactions(txs: Iterable[Mapping[str, Any]], *, routers=None) -> De
 
     Each transaction is a mapping with ``to``, ``input`` (hex strings or bytes) and optionally
     ``from``, ``value``, ``hash``, ``nonce``, ``gasPrice`` (hex strings or ints, as a node sends
-    them). ``routers``: router address (20 bytes) -> ``(kind, v2 factory, v2 init code hash)``,
-    kind ``"v2"``, ``"v3"`` or ``"ur"`` (default ``ROUTERS``).
+    them), and the fee fields ``type``, ``maxFeePerGas``, ``maxPriorityFeePerGas``. ``routers``:
+    router address (20 bytes) -> ``(kind, v2 factory, v2 init code hash)``, kind ``"v2"``,
+    ``"v3"`` or ``"ur"`` (default ``ROUTERS``).
 
     Returns a ``Decoded``. Raises ``TypeError``/``ValueError`` naming the field only for a
     transaction that is not a mapping or a field of the wrong type; bad calldata is counted.
@@ -499,6 +502,9 @@ def decode_transactions(txs: Iterable[Mapping[str, Any]], *, routers=None) -> De
         sender = _hex_field(tx, "from", "0x" + "00" * 20)
         tx_hash = _hex_field(tx, "hash", "0x" + "00" * 32)
         nonce, gas = _int_field(tx, "nonce"), _int_field(tx, "gasPrice")
+        tx_type = _int_field(tx, "type")
+        max_fee = min(_int_field(tx, "maxFeePerGas"), _MASK64)
+        max_tip = min(_int_field(tx, "maxPriorityFeePerGas"), _MASK64)
         router_addr = _hex_field(tx, "to")
         swap_index = 0
         for s in swaps:
@@ -511,6 +517,9 @@ def decode_transactions(txs: Iterable[Mapping[str, Any]], *, routers=None) -> De
                 row["id"] = r
                 row["nonce"] = nonce & _MASK64
                 row["gas_price"] = gas & _MASK64
+                row["tx_type"] = min(tx_type, 255)
+                row["max_fee_per_gas"] = max_fee
+                row["max_priority_fee_per_gas"] = max_tip
                 row["tx_index"] = pos
                 row["swap_index"] = swap_index
                 row["protocol"] = s.protocol
