@@ -74,6 +74,8 @@ def test_rows_equal_the_decoders_rows(chain, reference, full):
         src = EthereumSource(server.url, max_reconnects=0, heads=False, timeout_s=TIMEOUT)
         got = _drain(src)
     _assert_same_rows(got, reference.rows)
+    if FULL:  # the figures in docs/mainnet_replay.md ("from a live node")
+        assert (len(chain.stream), reference.stats["decoded"], len(got)) == (5111, 340, 394)
     assert src.stats["transactions"] == len(chain.stream)
     assert src.stats["decoded"] == reference.stats["decoded"]
     assert set(src.errors) <= {f"undecodable_{r}" for r in reference.stats["skipped"]}
@@ -213,3 +215,29 @@ def test_bad_options_name_the_option():
         EthereumSource("ws://127.0.0.1:1", pairs=[["0x" + "11" * 20, "0x" + "22" * 20]],
                        timeout_s=10)
     assert EthereumSource.accepts("wss://node.example/ws") and not EthereumSource.accepts("x.npz")
+
+
+def test_tallyio_run_source_ws_url_with_a_config(chain, reference, tmp_path, capsys):
+    from tallyio.cli import main
+    pools, _ = _pool_file(tmp_path, chain, reference)
+    bundles = tmp_path / "bundles.jsonl"
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f"""
+[source.options]
+pools = "{pools}"
+max_reconnects = 0
+timeout_s = {TIMEOUT}
+
+[sinks]
+names = ["bundle"]
+options = {{ bundle = {{ path = "{bundles}" }} }}
+""")
+    out = tmp_path / "report.json"
+    with Server(chain, heads=True, wait_for=("pending", "heads")) as server:
+        assert main(["run", "--config", str(cfg), "--source", server.url, "--json", str(out),
+                     "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert d["source_error"] is None and d["mode"] == "live"
+    late = d["rejected"].get("late", 0)
+    assert 0 < d["ingested"] <= len(reference.rows) and late <= reference.stats["decoded"]
+    assert bundles.exists()

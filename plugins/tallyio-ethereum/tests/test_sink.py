@@ -53,6 +53,7 @@ def test_engine_writes_a_line_per_opportunity_with_its_victim(chain, reference, 
     cfg = {"source": {"options": {"max_reconnects": 0, "heads": False, "pools": str(pools),
                                   "timeout_s": TIMEOUT}},
            "plugins": {"processors": ["victims"]},
+           "engine": {"mode": "replay"},  # no row ages out on a loaded machine: every one is seen
            "sinks": {"names": ["bundle"],
                      "options": {"bundle": {"path": str(out), "builder": f"{__name__}:builder"}}}}
     with Server(chain, heads=False) as server:
