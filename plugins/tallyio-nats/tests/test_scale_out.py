@@ -30,15 +30,19 @@ def _same(gathered: dict, reference: dict) -> None:
     assert gathered["opportunities"] == reference["opportunities"]
 
 
-def _wait_acked(url: str, *engines, timeout: float = TIMEOUT) -> None:
+def _wait_acked(url: str, procs, *engines, timeout: float = TIMEOUT) -> None:
     """Until, for each of ``engines`` (its partitions), the durable consumer of one of its
     partitions has acknowledged something: that engine is mid-run. (Another process's progress:
-    read from the server, on a bound.)"""
+    read from the server, on a bound.) An engine process that exits first fails the test with
+    its output."""
     lt = LoopThread(url)
     left = list(engines)
     try:
         deadline = time.monotonic() + timeout
         while left:
+            for proc in procs:
+                if proc.poll() is not None:
+                    pytest.fail(f"engine exited ({proc.returncode}): {proc.stdout.read()[-3000:]}")
             for partitions in list(left):
                 for p in partitions:
                     try:
@@ -91,7 +95,7 @@ def test_sigkill_one_engine_mid_run(nats_server, feed_rows, reference):
     procs = []
 
     def kill():
-        _wait_acked(url, (0, 1))
+        _wait_acked(url, procs, (0, 1))
         procs[victim].send_signal(signal.SIGKILL)
         procs[victim].wait(timeout=TIMEOUT)
         assert procs[victim].returncode == -signal.SIGKILL
@@ -121,7 +125,7 @@ def test_server_restart_mid_run(nats_server, feed_rows, reference):
         procs = [engine(url, s) for s in SHARDS]
         pub.publish(rows[:third])
         pub.wait()
-        _wait_acked(url, (0, 1), (2, 3), (4, 5))  # every engine mid-run
+        _wait_acked(url, procs, (0, 1), (2, 3), (4, 5))  # every engine mid-run
         pub.publish(rows[third:2 * third])  # not waited for: in flight
         nats_server.restart(kill=True)  # a crash; file storage: streams and consumers come back
         pub.publish(rows[2 * third:])
