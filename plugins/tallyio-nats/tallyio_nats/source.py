@@ -57,6 +57,24 @@ def _positive(name: str, value: Any, integer: bool = False) -> None:
                           f"got {value!r}")
 
 
+class Sample:
+    """At most ``size`` of the values added, spread evenly over all of them: when full, every
+    other one is dropped and from then on only every other new one is kept (and so on), so a
+    done marker stays small however long the run."""
+
+    def __init__(self, size: int):
+        self.size, self.values, self._every, self._n = size, [], 1, 0
+
+    def add(self, value: int) -> None:
+        self._n += 1
+        if self._n % self._every:
+            return
+        self.values.append(value)
+        if len(self.values) >= self.size:
+            del self.values[1::2]
+            self._every *= 2
+
+
 class TxKeys:
     """The engine's row id -> ``(transaction hash, swap index)`` of the rows a source yielded:
     what makes an opportunity's key the same in every shard and in a single-engine run (row ids
@@ -139,7 +157,7 @@ class NatsSource:
         self.ack_wait, self.idle, self.reconnect = float(ack_wait), float(idle), float(reconnect)
         self.errors: Counter = Counter()   # malformed messages by reason (the engine reports them)
         self.stats: Counter = Counter()    # messages, rows, redelivered, resubscribed, acked...
-        self.hops_ns: deque = deque(maxlen=100_000)  # publish -> every row of the message settled
+        self.hops_ns = Sample(10_000)      # publish -> every row of the message settled
         self.keys = TxKeys(keep_keys)
         self.engine = None
         self.sink = None
@@ -404,7 +422,7 @@ class NatsSource:
         while pending and pending[0][0] <= settled:
             _, msg, sent = pending.popleft()
             if sent is not None:
-                self.hops_ns.append(time.time_ns() - sent)
+                self.hops_ns.add(time.time_ns() - sent)
             if msg is None:  # acknowledged when it arrived (out of order)
                 continue
             try:
@@ -416,7 +434,7 @@ class NatsSource:
 
     async def _publish_done(self) -> None:
         self.stats["disconnects"] = self.lt.disconnects
-        hops = np.asarray(self.hops_ns, dtype=np.int64)
+        hops = np.asarray(self.hops_ns.values, dtype=np.int64)
         done = {"shard": self.shard, "partitions": self.partitions,
                 "rows": int(self.stats["rows"]), "messages": int(self.stats["messages"]),
                 "stats": dict(self.stats), "errors": dict(self.errors),

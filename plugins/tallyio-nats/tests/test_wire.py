@@ -63,3 +63,13 @@ def test_server_url():
         with pytest.raises(ConfigError, match="nats://HOST:PORT"):
             server_url(bad)
     assert HEADER.size == 24
+
+
+def test_hop_sample_stays_small_and_spans_the_run():
+    from tallyio_nats.source import Sample
+    s = Sample(100)
+    for i in range(100_000):
+        s.add(i)
+    assert 50 <= len(s.values) < 100
+    assert s.values[0] < 2_000 and s.values[-1] > 98_000
+    assert s.values == sorted(s.values)
