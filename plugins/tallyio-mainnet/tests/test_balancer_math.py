@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS
+from mainnet_data import BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS
 from tallyio.amm import balancer_v1_in_given_out, balancer_v1_out_given_in
 from tallyio.record import PROTOCOL_BALANCER_V1
 from tallyio_mainnet.decode import decode_swaps

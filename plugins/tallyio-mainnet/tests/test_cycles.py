@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import mev_reference
 import vectors
-from conftest import BLOCK_FILES, HERE, VECTORS
+from mainnet_data import BLOCK_FILES, HERE, VECTORS
 from tallyio.record import PROTOCOL_NAMES, TX_DTYPE, int_to_u256
 from tallyio_arbitrage.cycles import find_cyclic_arbitrages
 from tallyio_mainnet.decode import decode_block, decode_swaps

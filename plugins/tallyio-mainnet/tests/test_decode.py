@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from blocks import (address, block, call, transfer, transfer_from, tx_hash, v2_swap, v3_output,
                     v3_swap)
-from conftest import BLOCK_FILES, BLOCKS_DIR
+from mainnet_data import BLOCK_FILES, BLOCKS_DIR
 from tallyio.record import (PROTOCOL_NAMES, PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3,
                             PROTOCOL_UNKNOWN, TX_DTYPE, address_hex,
                             address_key, u256_column_to_ints)

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from blocks import address, addr_word, block, call, transfer, transfer_from, word
-from conftest import BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS
+from mainnet_data import BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS
 from tallyio.record import (PROTOCOL_BALANCER_V1, PROTOCOL_BALANCER_V2, PROTOCOL_BANCOR,
                             PROTOCOL_CURVE, PROTOCOL_NAMES, PROTOCOL_ZEROX)
 from tallyio_mainnet.decode import PROTOCOL_DECODERS, decode_swaps

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from blocks import address, block, call, transfer, v2_swap
-from conftest import BLOCK_FILES, HERE
+from mainnet_data import BLOCK_FILES, HERE
 from tallyio_mainnet.decode import decode_block, decode_swaps
 from tallyio_mainnet.report import block_rows, reverted_arbitrages
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import mev_reference
 import vectors
-from conftest import BLOCK_FILES, REFERENCE, VECTORS
+from mainnet_data import BLOCK_FILES, REFERENCE, VECTORS
 from tallyio.record import PROTOCOL_NAMES, TX_DTYPE, address_bytes, int_to_u256
 from tallyio_mainnet.decode import decode_block, decode_swaps
 from tallyio_mainnet.source import sample_dir

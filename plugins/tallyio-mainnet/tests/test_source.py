@@ -12,7 +12,7 @@ import pytest
 
 import tallyio.hookspecs
 from blocks import address, block, call, transfer, v2_swap
-from conftest import PLUGIN
+from mainnet_data import PLUGIN
 from tallyio.errors import ConfigError
 from tallyio.feeds import FeedError
 from tallyio.record import TX_DTYPE
