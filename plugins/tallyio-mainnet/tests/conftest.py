@@ -1,7 +1,6 @@
-"""Make the plugin packages importable before they are installed, and locate the block data."""
+"""Make the plugin packages importable before they are installed (the block data: mainnet_data)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,6 +15,3 @@ for p in (HERE, PLUGIN, PLUGINS / "tallyio-sandwich", PLUGINS / "tallyio-arbitra
         sys.path.insert(0, str(p))
 if (REPO / "tallyio").is_dir() and str(REPO) not in sys.path:
     sys.path.append(str(REPO))
-
-from mainnet_data import (BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS, REFERENCE,  # noqa: E402,F401
-                          VECTORS)
