@@ -45,6 +45,7 @@ is lost with no reconnect left (``max_reconnects``; None: reconnect forever).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import logging
@@ -74,6 +75,7 @@ GET_PAIR = f"0x{selector('getPair(address,address)'):08x}"
 # the decoder's counts for calls inside a decoded swap transaction that are not swaps
 _NOT_ERRORS = frozenset({"not_a_router", "multicall_other_call", "universal_other_command"})
 _EMPTY = np.zeros(0, TX_DTYPE)
+_CLOSE_GRACE_S = 1.0  # close(): how long a halted stream may take to end by itself
 _EARLY_MAX = 4096  # notifications held for a subscription whose answer is not in yet
 
 
@@ -324,7 +326,7 @@ class EthereumSource:
         self._iterated = False
         self._closed = False
         self._t0 = time.monotonic_ns()
-        self._halt: asyncio.Event | None = None
+        self._halt = asyncio.Event()  # bound to the source's loop on first use (3.10+)
         self._stream_future = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tallyio-ethereum",
@@ -397,13 +399,21 @@ class EthereumSource:
             return
         self._closed = True
         if self._thread.is_alive():
-            if self._halt is not None:
-                self._loop.call_soon_threadsafe(self._halt.set)
-            if self._stream_future is not None:
+            self._loop.call_soon_threadsafe(self._halt.set)
+            fut = self._stream_future
+            if fut is not None:
                 try:
-                    self._stream_future.result(timeout=self.timeout_s + 5)
+                    fut.result(timeout=_CLOSE_GRACE_S)
+                except concurrent.futures.TimeoutError:
+                    # still connecting, or waiting on an answer: cancelled where it waits (the
+                    # socket is closed on the way out)
+                    fut.cancel()
                 except Exception:  # already logged by the stream; closing must not raise
                     log.debug("ethereum stream ended with an error", exc_info=True)
+                try:
+                    fut.result(timeout=self.timeout_s + 5)
+                except (Exception, concurrent.futures.CancelledError):
+                    pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=self.timeout_s + 5)
         if not self._thread.is_alive():
@@ -469,7 +479,6 @@ class EthereumSource:
         self.errors["bad_message"] += 1
 
     async def _stream(self) -> None:
-        self._halt = asyncio.Event()
         failures = 0  # in a row, for the backoff
         try:
             while not self._halt.is_set():

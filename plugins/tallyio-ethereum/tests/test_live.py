@@ -241,3 +241,20 @@ options = {{ bundle = {{ path = "{bundles}" }} }}
     late = d["rejected"].get("late", 0)
     assert 0 < d["ingested"] <= len(reference.rows) and late <= reference.stats["decoded"]
     assert bundles.exists()
+
+
+def test_close_while_connecting_to_a_silent_peer_returns():
+    import socket
+    import threading
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers the handshake
+    try:
+        src = EthereumSource(f"ws://127.0.0.1:{silent.getsockname()[1]}", timeout_s=TIMEOUT)
+        it = iter(src)
+        assert len(next(it)) == 0  # idle: the heartbeat
+        closer = threading.Thread(target=src.close)
+        closer.start()
+        closer.join(TIMEOUT / 2)  # the connect timeout is TIMEOUT: close did not wait for it
+        assert not closer.is_alive()
+        assert list(it) == [] and src.ended.is_set()
+    finally:
+        silent.close()
