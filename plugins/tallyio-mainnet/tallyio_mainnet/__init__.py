@@ -1,4 +1,5 @@
-"""Replay mined Ethereum blocks through TallyIO: decode Uniswap V2/V3 swaps from call traces."""
+"""Replay mined Ethereum blocks through TallyIO: decode swaps (Uniswap V2/V3, Balancer V1/V2, Curve,
+Bancor, 0x native orders) from call traces."""
 from tallyio_mainnet.decode import Swap, block_files, decode_block, decode_swaps, read_blocks
 from tallyio_mainnet.source import MainnetTraceSource, sample_dir
 
