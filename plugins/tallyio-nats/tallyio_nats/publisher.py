@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import uuid
 from typing import Any, Iterable
 
 import numpy as np
@@ -59,6 +60,10 @@ class Publisher:
         meta = {k: np.asarray(v) for k, v in (metadata or {}).items()
                 if isinstance(v, np.ndarray) and not k.startswith("truth_")}
         meta["partitions"] = np.array(partitions)
+        # which publication this is: a source that finds another one mid-run stops, rather than
+        # mix two feeds' rows
+        self.run_id = uuid.uuid4().hex
+        meta["run_id"] = np.array(self.run_id)
         buf = io.BytesIO()
         np.savez(buf, **meta)
         try:

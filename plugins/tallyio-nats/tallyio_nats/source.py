@@ -173,6 +173,7 @@ class NatsSource:
         try:
             meta = self.lt.call(self._read_meta(float(meta_wait)), timeout=meta_wait + 30)
             self.total_partitions = int(meta.pop("partitions"))
+            self.run_id = str(meta.pop("run_id", ""))
             self.partitions = parse_partitions(
                 partitions if partitions is not None else f"0-{self.total_partitions - 1}",
                 self.total_partitions)
@@ -187,6 +188,20 @@ class NatsSource:
     def accepts(path) -> bool:
         """True for a ``nats://`` (or ``tls://``) URL."""
         return is_nats_url(path)
+
+    async def _same_run(self) -> None:
+        """``NatsError`` when the feed was published again since this source started (the old
+        stream, with the consumers, is gone)."""
+        try:
+            msg = await self.lt.js.get_last_msg(TX_STREAM, META_SUBJECT)
+        except Exception:
+            return  # the server is away, or the stream is: the retry finds out
+        with np.load(io.BytesIO(msg.data), allow_pickle=False) as z:
+            now = str(z["run_id"]) if "run_id" in z.files else ""
+        if now != self.run_id:
+            raise NatsError(f"{self.url}: the feed was published again during the run "
+                            f"(publication {self.run_id} replaced by {now}): start the engines "
+                            f"after tallyio publish")
 
     async def _read_meta(self, wait: float) -> dict:
         deadline = time.monotonic() + wait
@@ -283,6 +298,9 @@ class NatsSource:
             opt_start_seq=None if start <= 1 else start, ack_wait=self.ack_wait,
             max_ack_pending=self.max_ack_pending)
         await js.add_consumer(TX_STREAM, cfg)
+        # on this source's publication: checked after the consumer exists, so a stream
+        # replaced any later takes the consumer with it and the next read fails (and checks)
+        await self._same_run()
         return await js.pull_subscribe_bind(name, stream=TX_STREAM)
 
     async def _consume(self, p: int) -> None:
@@ -315,6 +333,7 @@ class NatsSource:
                         # deleted, say): end the run with the reason rather than retry forever
                         raise NatsError(f"{self.url}: partition {p}: nothing taken for "
                                         f"{self.reconnect:g} s: {e!r}") from None
+                    await self._same_run()
                     self.stats["resubscribed"] += 1
                     if sub is not None:
                         try:

@@ -281,3 +281,21 @@ class _Rows:
 
     def __iter__(self):
         yield self.rows.copy()
+
+
+def test_published_again_mid_run_stops_the_source(nats_server, feed_rows):
+    """A second ``tallyio publish`` replaces the stream under a running engine: its source stops
+    with the reason instead of mixing two feeds."""
+    rows, metadata = feed_rows
+    with Publisher(nats_server.url, 2, metadata=metadata) as pub:
+        pub.publish(rows[:1000])
+        pub.wait()  # no end marker: the run would wait for more
+    source = NatsSource(nats_server.url)
+    eng = Engine()
+    eng.start(source)
+    with Publisher(nats_server.url, 2, metadata=metadata) as pub:
+        pub.publish(rows[:1000])
+        pub.end()
+    assert eng.wait(TIMEOUT)
+    report = eng.stop()
+    assert "the feed was published again during the run" in report.source_error
