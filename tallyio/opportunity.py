@@ -13,6 +13,8 @@ class Opportunity:
     the strategy says so in ``details["net_of_gas"]``. ``tx_ids`` are the ``id`` fields of the
     records involved; ``pools`` the 0x addresses of the pools. ``details`` holds the
     strategy-specific rest (amounts, positions, transaction hashes), JSON-serializable.
+    ``reverted``: an attempt the chain undid (a reverted transaction's route, found in a replay):
+    evidence of competition, reported with ``profit`` 0 and never totalled as profit.
     """
 
     strategy: str
@@ -23,6 +25,7 @@ class Opportunity:
     pools: tuple[str, ...] = ()
     block: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    reverted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -69,8 +69,8 @@ def reverted_arbitrages(block) -> list[Opportunity]:
 
     The calls under each reverted call are decoded as far as they ran (``decode_block(block,
     attempts=True)``) and searched for cyclic routes like mined swaps. Each route found is an
-    ``Opportunity`` of kind ``"arbitrage"`` with ``profit`` 0 (it made none: the chain undid it)
-    and ``details``: ``reverted`` (True), ``attempted_profit`` (what the route's swaps would have
+    ``Opportunity`` of kind ``"arbitrage"`` with ``reverted`` True, ``profit`` 0 (it made none: the
+    chain undid it) and ``details``: ``reverted`` (True, for JSON consumers), ``attempted_profit`` (what the route's swaps would have
     made, exact, in ``profit_token``; often negative: a failed profit check is the usual revert),
     ``errors`` (the transaction's ``[(trace_address, error)]`` of its outermost failed calls) and
     the cyclic inspector's details (``tx_hash``, ``swaps``...).
@@ -82,7 +82,7 @@ def reverted_arbitrages(block) -> list[Opportunity]:
         errors = stats["reverted_calls"][a.details["tx_hash"]]
         out.append(Opportunity(
             strategy=a.strategy, kind="arbitrage", profit=0, profit_token=a.profit_token,
-            tx_ids=a.tx_ids, pools=a.pools, block=a.block,
+            tx_ids=a.tx_ids, pools=a.pools, block=a.block, reverted=True,
             details={**a.details, "reverted": True, "attempted_profit": a.profit,
                      "errors": [[list(addr), error] for addr, error in errors]}))
     return out

@@ -38,7 +38,7 @@ def test_a_reverted_transaction_is_an_attempt_not_a_profit():
     assert [s.tx_index for s in swaps] == [0, 0]
     assert stats["reverted_calls"] == {swaps[0].tx_hash: [((), "Reverted")]}
     (attempt,) = reverted_arbitrages(raw)
-    assert attempt.kind == "arbitrage" and attempt.profit == 0
+    assert attempt.kind == "arbitrage" and attempt.profit == 0 and attempt.reverted
     assert attempt.details["reverted"] is True and attempt.details["attempted_profit"] == 30
     assert attempt.details["errors"] == [[[], "Reverted"]]
     assert attempt.pools == (P1, P2) and attempt.profit_token == TA
