@@ -299,3 +299,25 @@ def test_published_again_mid_run_stops_the_source(nats_server, feed_rows):
     assert eng.wait(TIMEOUT)
     report = eng.stop()
     assert "the feed was published again during the run" in report.source_error
+
+
+def test_partitioning_by_pool_would_be_wrong(nats_server, reference, monkeypatch):
+    """Why the key is the token pair: split by pool, an engine's arbitrage screen compares a
+    pool with pools of its pair whose swaps another engine applies, and finds other arbitrages
+    than the single engine."""
+    import hashlib
+
+    import tallyio_nats.publisher
+
+    def by_pool(rows, n):
+        return np.array([int.from_bytes(hashlib.blake2b(a.tobytes(), digest_size=8).digest(),
+                                        "little") % n for a in rows["pool"]], dtype=np.uint32)
+    monkeypatch.setattr(tallyio_nats.publisher, "partition_of", by_pool)
+    tallyio_nats.publisher.publish_feed(nats_server.url, partitions=6)
+    for shard in SHARDS:
+        Engine().run(NatsSource(nats_server.url, partitions=shard))
+    gathered = gather(nats_server.url, timeout=TIMEOUT)
+    assert gathered["complete"]
+    assert gathered["by_kind"]["arbitrage/arbitrage"] != reference["by_kind"]["arbitrage/arbitrage"]
+    assert gathered["by_kind"]["sandwich/sandwich_opportunity"] == \
+        reference["by_kind"]["sandwich/sandwich_opportunity"]  # one pool at a time: unaffected
