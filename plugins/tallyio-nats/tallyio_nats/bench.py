@@ -9,9 +9,9 @@ For each engine count (1, 2, 4 over 8 partitions), three times, each on a fresh 
   what the engines consume, the publisher out of the way.
 * ``burst``: engines running and waiting, then the whole feed published as fast as the publisher
   goes; throughput = rows / (first publish -> ``gather`` holding every partition's done marker).
-* ``paced``: engines running, the feed offered at ``--rate`` rows/s; hop latency = a message's publish (the
-  publisher's wall clock in its header) -> the moment its engine's source sees every row of it
-  settled (polled every millisecond), per message, P50/P99 over all shards.
+* ``paced``: engines running, the feed offered at ``--rate`` rows/s; hop latency = a message's
+  publish (the publisher's wall clock in its header) -> the moment its engine's source sees
+  every row of it settled (polled every millisecond), per message, P50/P99 over all shards.
 
 Each run's gathered opportunities are checked against one in-process engine over the same feed
 (``equal_to_single``). The feed is the bundled sample repeated ``--copies`` times (each copy's
@@ -138,7 +138,8 @@ def run_once(url: str, rows, metadata, *, engines: int, partitions: int, mode: s
                     outs.append("timed out")
     if any(p.returncode != 0 for p in procs):
         raise RuntimeError("an engine failed:\n" + "\n".join(o[-2000:] for o in outs))
-    span_s = (max(s["last_ns"] for s in g["shards"]) - min(s["first_ns"] for s in g["shards"])) / 1e9
+    shards = g["shards"]
+    span_s = (max(s["last_ns"] for s in shards) - min(s["first_ns"] for s in shards)) / 1e9
     seconds = span_s if mode == "backlog" else t1 - t0
     return {"mode": mode, "engines": engines, "partitions": partitions,
             "shards": _spans(partitions, engines),
