@@ -246,9 +246,9 @@ def main(argv=None) -> int:
                              mode=mode, rate=args.rate, batch=args.batch, reference=reference)
                 out["runs"].append(r)
                 hop = r["hop_ns"]
-                print(f"{r['mode']:>5} engines={n} {r['throughput_rows_s']:>9,} rows/s "
-                      f"hop p50={hop.get('p50', 0) / 1e6:.2f} ms p99={hop.get('p99', 0) / 1e6:.2f}"
-                      f" ms equal={r['equal_to_single']} load={r['loadavg_before'][0]:.2f}",
+                print(f"{r['mode']:>7} engines={n} {r['throughput_rows_s']:>9,} rows/s "
+                      f"hop p50={_ms(hop, 'p50', r)} p99={_ms(hop, 'p99', r)} "
+                      f"equal={r['equal_to_single']} load={r['loadavg_before'][0]:.2f}",
                       flush=True)
     out["loadavg_after"] = list(os.getloadavg())
     if args.json:
