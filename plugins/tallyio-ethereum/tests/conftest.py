@@ -1,7 +1,7 @@
-"""Make the plugin importable before it is installed, and locate the block data."""
+"""Make the plugin and this directory's helpers importable before the plugin is installed (the
+block data locations are in ethereum_data.py)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,13 +15,3 @@ for p in (HERE, PLUGIN, PLUGINS / "tallyio-mainnet"):
         sys.path.insert(0, str(p))
 if (REPO / "tallyio").is_dir() and str(REPO) not in sys.path:
     sys.path.append(str(REPO))
-
-from tallyio_mainnet.source import sample_dir  # noqa: E402
-
-# the full 25-block set lives outside the package; the tests fall back to the shipped sample
-FULL_BLOCKS = Path(os.environ.get("TALLYIO_MAINNET_BLOCKS",
-                                  REPO.parent / "shared" / "data" / "mainnet-blocks"))
-FULL = FULL_BLOCKS.is_dir()
-BLOCKS_DIR = FULL_BLOCKS if FULL else Path(sample_dir())
-BLOCK_FILES = sorted((p for p in BLOCKS_DIR.glob("*.json") if p.stem.isdigit()),
-                     key=lambda p: int(p.stem))

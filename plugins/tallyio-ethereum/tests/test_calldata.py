@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from abi import addr, call, v3_path
-from conftest import BLOCK_FILES
+from ethereum_data import BLOCK_FILES
 
 from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3,
                             u256_column_to_ints)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import BLOCK_FILES, FULL
+from ethereum_data import BLOCK_FILES, FULL
 from rpc_server import Chain, Server
 
 from tallyio import Engine

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from conftest import BLOCKS_DIR, FULL
+from ethereum_data import BLOCKS_DIR, FULL
 
 from tallyio_ethereum.replay import OUTCOMES, replay_blocks
 from tallyio_ethereum.report import markdown, table
