@@ -413,6 +413,13 @@ class Engine:
                 raise TallyIOError(f"the feed's pools table: {e}") from e
         return None
 
+    def open_source(self, feed=None):
+        """The source ``run(feed)`` would read, built and not started: ``feed`` (a path, a URL a
+        registered source accepts, a Source object) or, when None, the config's ``[source]``,
+        else the bundled sample feed. For tools that read a feed without an engine run (e.g.
+        ``tallyio publish``)."""
+        return self._resolve_source(feed)
+
     def _resolve_source(self, feed):
         if feed is not None and not isinstance(feed, (str, os.PathLike)):
             return feed  # a Source object or any iterable of TX_DTYPE chunks

@@ -213,7 +213,7 @@ def feed_source(feed=None):
     registered sources' ``accepts``, then the built-in file formats); the bundled sample when
     ``feed`` is None."""
     from tallyio.engine import Engine
-    return Engine()._resolve_source(feed)
+    return Engine().open_source(feed)
 
 
 def publish_feed(url: str, feed=None, *, partitions: int, batch: int = 256,
