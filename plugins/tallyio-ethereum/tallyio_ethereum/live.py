@@ -53,7 +53,6 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np

@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
+from tallyio.record import PROTOCOL_UNISWAP_V2
 from tallyio_ethereum.calldata import UNISWAP_V2_FACTORY, v2_pair_address
 from tallyio_ethereum.live import GET_PAIR, GET_RESERVES
+from tallyio_ethereum.replay import pending_transactions, revealed_reserves
+
+TIMEOUT = 120  # seconds: only against a hang, never a speed bound
 
 
 class Chain:
@@ -34,6 +39,38 @@ class Chain:
         last = blocks[-1][0] + 1 if blocks else 1
         self.last_head = (last, f"0x{last:064x}")
         self.block_by_hash[self.last_head[1]] = (last, [])
+
+
+def recorded_chain(block_files) -> Chain:
+    """The blocks' top-level transactions as pending objects, and the first reserves the traces
+    reveal for each pair."""
+    blocks, reserves = [], {}
+    for path in block_files:
+        number = int(json.loads(Path(path).read_text())["block_number"])
+        if any(n == number for n, _, _ in blocks):
+            continue  # the set holds one block twice (10921990.json is block 10921991 too)
+        txs = pending_transactions(path)
+        for tx in txs:
+            tx.pop("transactionIndex")  # a pending transaction has no position yet
+        blocks.append((number, f"0x{number:064x}", txs))
+        for pool, r in revealed_reserves(path).items():
+            reserves.setdefault(pool, r)
+    return Chain(blocks, reserves)
+
+
+def pool_file(tmp_path, chain, decoded, limit=None, name="pools.json"):
+    """A pool file (``pools`` option) of the V2 pools ``decoded`` swaps on whose reserves
+    ``chain`` knows; returns its path and ``{pool: (token0, token1)}``."""
+    pools = {}
+    for r in decoded.rows[decoded.rows["protocol"] == PROTOCOL_UNISWAP_V2]:
+        pool = "0x" + bytes(r["pool"]).hex()
+        if pool in chain.reserves:
+            a, b = "0x" + bytes(r["token_in"]).hex(), "0x" + bytes(r["token_out"]).hex()
+            pools[pool] = (min(a, b), max(a, b))
+    items = sorted(pools.items())[:limit]
+    path = tmp_path / name
+    path.write_text(json.dumps([{"pool": p, "token0": t0, "token1": t1} for p, (t0, t1) in items]))
+    return path, dict(items)
 
 
 class Server:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from abi import addr, call, v3_path
 from ethereum_data import BLOCK_FILES

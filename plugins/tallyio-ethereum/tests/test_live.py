@@ -1,5 +1,6 @@
 """The live source against a JSON-RPC WebSocket server started here (``rpc_server``), serving the
-recorded mainnet transactions as a node's pending stream."""
+recorded mainnet transactions as a node's pending stream (fixtures ``chain``, ``reference``: the
+conftest)."""
 from __future__ import annotations
 
 import json
@@ -7,40 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from ethereum_data import BLOCK_FILES, FULL
-from rpc_server import Chain, Server
+from ethereum_data import FULL
+from rpc_server import TIMEOUT, Chain, Server, pool_file
 
 from tallyio import Engine
 from tallyio._core.book import PoolBook
 from tallyio.errors import ConfigError, TallyIOError
-from tallyio.record import PROTOCOL_UNISWAP_V2
 from tallyio_ethereum.calldata import decode_transactions
 from tallyio_ethereum.live import EthereumSource
-from tallyio_ethereum.replay import pending_transactions, revealed_reserves
 
-TIMEOUT = 120  # seconds: only against a hang, never a speed bound
 COMPARED = [f for f in decode_transactions([]).rows.dtype.names if f not in ("id", "arrival_ns")]
-
-
-@pytest.fixture(scope="module")
-def chain():
-    blocks, reserves = [], {}
-    for path in BLOCK_FILES:
-        number = int(json.loads(path.read_text())["block_number"])
-        if any(n == number for n, _, _ in blocks):
-            continue  # the set holds one block twice (10921990.json is block 10921991 too)
-        txs = pending_transactions(path)
-        for tx in txs:
-            tx.pop("transactionIndex")  # a pending transaction has no position yet
-        blocks.append((number, f"0x{number:064x}", txs))
-        for pool, r in revealed_reserves(path).items():
-            reserves.setdefault(pool, r)
-    return Chain(blocks, reserves)
-
-
-@pytest.fixture(scope="module")
-def reference(chain):
-    return decode_transactions(chain.stream)
 
 
 def _drain(src):
@@ -53,19 +30,6 @@ def _assert_same_rows(got, want):
     assert len(got) == len(want)
     for f in COMPARED:
         assert np.array_equal(got[f], want[f]), f
-
-
-def _pool_file(tmp_path, chain, reference, limit=None, name="pools.json"):
-    pools = {}
-    for r in reference.rows[reference.rows["protocol"] == PROTOCOL_UNISWAP_V2]:
-        pool = "0x" + bytes(r["pool"]).hex()
-        if pool in chain.reserves:
-            a, b = "0x" + bytes(r["token_in"]).hex(), "0x" + bytes(r["token_out"]).hex()
-            pools[pool] = (min(a, b), max(a, b))
-    items = sorted(pools.items())[:limit]
-    path = tmp_path / name
-    path.write_text(json.dumps([{"pool": p, "token0": t0, "token1": t1} for p, (t0, t1) in items]))
-    return path, dict(items)
 
 
 @pytest.mark.parametrize("full", [True, False], ids=["full_objects", "hashes"])
@@ -124,8 +88,8 @@ def test_heads_drop_late_rows_and_refresh_touched_reserves(chain, reference):
 
 
 def test_pool_table_from_a_file_and_from_get_pair(chain, reference, tmp_path):
-    path, pools = _pool_file(tmp_path, chain, reference, limit=10)
-    extra = _pool_file(tmp_path, chain, reference, name="all.json")[1]
+    path, pools = pool_file(tmp_path, chain, reference, limit=10)
+    extra = pool_file(tmp_path, chain, reference, name="all.json")[1]
     pairs = [list(tokens) for pool, tokens in extra.items() if pool not in pools][:5]
     pairs.append(["0x" + "11" * 20, "0x" + "22" * 20])  # no reserves: counted, not in the table
     with Server(chain) as server:
@@ -139,7 +103,7 @@ def test_pool_table_from_a_file_and_from_get_pair(chain, reference, tmp_path):
 
 
 def test_engine_runs_the_live_stream_through_the_strategies(chain, reference, tmp_path):
-    path, _ = _pool_file(tmp_path, chain, reference)
+    path, _ = pool_file(tmp_path, chain, reference)
     with Server(chain, heads=False) as server:
         cfg = {"source": {"options": {"max_reconnects": 0, "heads": False, "pools": str(path),
                                       "timeout_s": TIMEOUT}}}
@@ -220,7 +184,7 @@ def test_bad_options_name_the_option():
 
 def test_tallyio_run_source_ws_url_with_a_config(chain, reference, tmp_path, capsys):
     from tallyio.cli import main
-    pools, _ = _pool_file(tmp_path, chain, reference)
+    pools, _ = pool_file(tmp_path, chain, reference)
     bundles = tmp_path / "bundles.jsonl"
     cfg = tmp_path / "node.toml"
     cfg.write_text(f"""

@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from rpc_server import Server
-from test_live import TIMEOUT, _pool_file, chain, reference  # noqa: F401 (fixtures)
+from rpc_server import TIMEOUT, Server, pool_file
 
 from tallyio import Engine, hookimpl
 from tallyio.errors import ConfigError
@@ -46,7 +45,7 @@ def builder(record):
 
 
 def test_engine_writes_a_line_per_opportunity_with_its_victim(chain, reference, tmp_path):
-    pools, _ = _pool_file(tmp_path, chain, reference)
+    pools, _ = pool_file(tmp_path, chain, reference)
     out = tmp_path / "bundles.jsonl"
     pm = get_plugin_manager()
     pm.register(VictimsPlugin())
