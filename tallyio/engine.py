@@ -47,8 +47,8 @@ from tallyio.errors import ProcessorResultError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
 from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE, copy_rows
-from tallyio.synthetic import TruthTally
 from tallyio.report import Report, hist_summary
+from tallyio.synthetic import TruthTally
 
 log = logging.getLogger(__name__)
 
@@ -987,5 +987,5 @@ class Engine:
             duration_s=span,
             ingest_waits=self.ingest_waits,
             sink_errors=self.sink_errors,
-            planted=self.truth.summary() if getattr(self, "truth", None) is not None else None,
+            planted=self.truth.summary() if self.truth is not None else None,
         )
