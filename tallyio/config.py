@@ -11,7 +11,7 @@ parsed as TOML, falling back to a plain string), for deployments that template c
 
 Sizes that allocate memory up front have a sane upper bound, so a typo fails here, naming the key,
 rather than as a ``MemoryError`` at start: ``[engine] ring_capacity`` at most ``2**24`` rows
-(``MAX_RING_CAPACITY``; 5.25 GiB of 336-byte ``TX_DTYPE`` records) and ``dedup_capacity`` at most
+(``MAX_RING_CAPACITY``; 5.5 GiB of 352-byte ``TX_DTYPE`` records) and ``dedup_capacity`` at most
 ``2**24`` identities (``MAX_DEDUP_CAPACITY``; about 0.6 GiB).
 """
 from __future__ import annotations

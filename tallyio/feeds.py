@@ -345,7 +345,7 @@ def _int_option(name: str, value, low: int, high: int) -> int:
     return int(value)
 
 
-MAX_SYNTHETIC_ROWS = 1 << 24  # 5.25 GiB of records: the ring's bound too
+MAX_SYNTHETIC_ROWS = 1 << 24  # 5.5 GiB of records: the ring's bound too
 
 
 class FileSource:

@@ -14,7 +14,9 @@ field                     type       meaning
 ``tx_index``              uint32     position of the transaction in its block
 ``swap_index``            uint32     position of the swap within its transaction (0 if one)
 ``block_time``            uint64     block timestamp, unix seconds (0 while pending)
-``protocol``              uint8      ``PROTOCOL_*``: 0 unknown, 1 Uniswap V2 pair, 2 Uniswap V3 pool
+``protocol``              uint8      ``PROTOCOL_*``: 0 unknown, 1 Uniswap V2 pair, 2 Uniswap V3 pool,
+                                     3 Balancer V1 pool, 4 Balancer V2 Vault, 5 Curve pool,
+                                     6 Bancor converter, 7 0x order (maker as the pool)
 ``flags``                 uint8      ``FLAG_*`` bits
 ``trace_depth``           uint8      length of ``trace_address`` in use (decoded swaps)
 ``tx_type``               uint8      EIP-2718 type: 0 legacy, 1 access list, 2 EIP-1559, 3 blob

@@ -26,9 +26,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from tallyio.errors import ConfigError
-from tallyio.record import TX_DTYPE
-
-RECORD_VERSION = 1  # of TX_DTYPE's layout as it travels; a consumer refuses any other
+# the version of TX_DTYPE's layout the rows travel in; a consumer refuses any other
+from tallyio.record import RECORD_VERSION, TX_DTYPE
 MAGIC = b"TXB1"
 HEADER = struct.Struct("<4sHHIIQ")
 FLAG_END = 1

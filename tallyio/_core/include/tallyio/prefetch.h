@@ -22,7 +22,7 @@
 #define tio_prefetch(p) ((void)(p))
 #endif
 
-/* Every cache line of [p, p + n): a row wider than a line (a 336-byte TX_DTYPE record spans 6
+/* Every cache line of [p, p + n): a row wider than a line (a 352-byte TX_DTYPE record spans 6
  * or 7) needs all of them on the way, not only the first. Offsets 0, 64, ... hit each line the
  * row starts in, and the last byte the line it ends in; with n known at compile time the loop
  * unrolls into n / 64 + 2 prefetches and no branch. (A data-dependent loop here measured up to
