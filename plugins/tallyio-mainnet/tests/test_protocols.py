@@ -353,3 +353,15 @@ def test_coverage_command(tmp_path):
         # every call decoded, every amount one the chain moved (a Bancor call: one row per hop)
         assert c["amounts_equal_transfers"] == c["swaps"] >= c["calls"] > 0
         assert c["swaps"] == c["calls"] or name == "bancor"
+    # the replay's steps timed over the same files, and what they saw
+    t = result["timings"]
+    assert t["files"] == len(list(BLOCKS_DIR.glob("*.json"))) and t["repeats"] == 3
+    assert set(t["seconds"]) == {"json_load", "decode", "find_sandwiches", "find_cyclic_arbitrages"}
+    assert t["swaps"] >= sum(c["swaps"] for n, c in result["protocols"].items() if n != "all")
+    # --render rewrites only the timings block of a document, from the file
+    doc = tmp_path / "doc.md"
+    doc.write_text("intro\n<!-- mainnet:timings:begin -->\nstale\n<!-- mainnet:timings:end -->\nend\n")
+    assert main(["--render", str(doc), "--json", str(out)]) == 0
+    text = doc.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("-->\nend\n")
+    assert f"decoding {t['traces']:,} traces to {t['swaps']:,} swaps" in text
