@@ -312,3 +312,111 @@ def best_sandwich(victim_in: int, victim_min_out: int, reserve_in: int, reserve_
     got, back, gp = sandwich_gross(best, victim_in, reserve_in, reserve_out, fee)
     v_out = _out(victim_in, reserve_in + best, reserve_out - got, g_, D)
     return Sandwich(best, got, v_out, back, gp, bound)
+
+
+# ---- Balancer V1 (BNum.sol / BMath.sol of balancer-labs/balancer-core) --------------------------
+
+BONE = 10**18
+BPOW_PRECISION = BONE // 10**10
+MAX_IN_RATIO = BONE // 2  # swapExactAmountIn: an input at most half the balance in
+_BPOW_MAX_TERMS = 10000  # the kernel's cap on bpowApprox's series (valid pools need dozens)
+
+
+class BalancerRevert(ValueError):
+    """Where the BPool's own arithmetic reverts (an overflow, a power base out of range)."""
+
+
+def _bcheck(v: int) -> int:
+    if not 0 <= v <= U256_MAX:
+        raise BalancerRevert(v)
+    return v
+
+
+def bmul(a: int, b: int) -> int:
+    return _bcheck(_bcheck(a * b) + BONE // 2) // BONE
+
+
+def bdiv(a: int, b: int) -> int:
+    if b == 0:
+        raise BalancerRevert("division by zero")
+    return _bcheck(_bcheck(a * BONE) + b // 2) // b
+
+
+def _bpowi(a: int, n: int) -> int:
+    z = a if n % 2 else BONE
+    n //= 2
+    while n:
+        a = bmul(a, a)
+        if n % 2:
+            z = bmul(z, a)
+        n //= 2
+    return z
+
+
+def _bpow_approx(base: int, exp: int) -> int:
+    x, xneg = abs(base - BONE), base < BONE
+    term, total, negative, i = BONE, BONE, False, 1
+    while term >= BPOW_PRECISION:
+        if i > _BPOW_MAX_TERMS:
+            raise BalancerRevert("bpowApprox does not converge")
+        big_k = i * BONE
+        c, cneg = abs(exp - (big_k - BONE)), exp < big_k - BONE
+        term = bdiv(bmul(term, bmul(c, x)), big_k)
+        if term == 0:
+            break
+        negative ^= xneg
+        negative ^= cneg
+        total = _bcheck(total - term if negative else total + term)
+        i += 1
+    return total
+
+
+def bpow(base: int, exp: int) -> int:
+    if not 1 <= base <= 2 * BONE - 1:
+        raise BalancerRevert("bpow base out of range")
+    whole = _bpowi(base, exp // BONE)
+    remain = exp % BONE
+    return whole if remain == 0 else bmul(whole, _bpow_approx(base, remain))
+
+
+def balancer_v1_out_given_in(balance_in: int, weight_in: int, balance_out: int, weight_out: int,
+                             amount_in: int, swap_fee: int) -> int:
+    """``BMath.calcOutGivenIn``; raises ``BalancerRevert`` where the pool reverts."""
+    y = bdiv(balance_in, _bcheck(balance_in + bmul(amount_in, _bcheck(BONE - swap_fee))))
+    return bmul(balance_out, _bcheck(BONE - bpow(y, bdiv(weight_in, weight_out))))
+
+
+def balancer_v1_swap(amount_in: int, balance_in: int, weight_in: int, balance_out: int,
+                     weight_out: int, swap_fee: int) -> int | None:
+    """What ``swapExactAmountIn`` pays out, or None where it reverts (MAX_IN_RATIO, BMath, a zero
+    output); ``maxPrice`` and ``minAmountOut`` left out."""
+    if amount_in == 0 or amount_in > bmul(balance_in, MAX_IN_RATIO):
+        return None
+    try:
+        out = balancer_v1_out_given_in(balance_in, weight_in, balance_out, weight_out, amount_in,
+                                       swap_fee)
+    except BalancerRevert:
+        return None
+    return out if 0 < out < balance_out else None
+
+
+def brute_cross_v2_balancer(v2: tuple[int, int], bal: tuple[int, int, int, int, int],
+                            v2_first: bool, limit: int, fee=FEE) -> CrossPool | None:
+    """The best route over every input 1..limit, by exhaustion: X -> Y on the V2 pool
+    (``v2 = (reserve_x, reserve_y)``) then Y -> X on the Balancer pool (``bal = (balance_y,
+    weight_y, balance_x, weight_x, swap_fee)``) when ``v2_first``, else X -> Y on the Balancer
+    pool (``bal = (balance_x, weight_x, balance_y, weight_y, swap_fee)``) then Y -> X on the V2
+    pool (``v2 = (reserve_y, reserve_x)``). The first maximum of ``out - in`` > 0, or None.
+    A reverting leg ends the route (no gain)."""
+    g, D = check_fee(fee)
+    best = None
+    for x in range(1, limit + 1):
+        if v2_first:
+            mid = _out(x, v2[0], v2[1], g, D)
+            out = balancer_v1_swap(mid, *bal) if mid else None
+        else:
+            mid = balancer_v1_swap(x, *bal)
+            out = _out(mid, v2[0], v2[1], g, D) if mid else None
+        if out is not None and out > x and (best is None or out - x > best.gross_profit):
+            best = CrossPool(x, mid, out, out - x, True)
+    return best

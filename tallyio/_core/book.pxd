@@ -33,7 +33,7 @@ cdef class PoolBook:
     held or between ``_enter(0)`` / ``_leave(0)``; only ``apply`` writes the reserves."""
     cdef Py_ssize_t n
     cdef object _r0, _r1, _addr, _tok0, _tok1, _fee_num, _fee_den, _t0key, _t1key, _key
-    cdef object _sib_start, _sib
+    cdef object _sib_start, _sib, _proto, _w0, _w1, _bfee, _xsib_start, _xsib
     cdef tio_u256 *r0
     cdef tio_u256 *r1
     cdef const uint8_t *addr
@@ -43,6 +43,15 @@ cdef class PoolBook:
     cdef const uint64_t *t1key
     cdef const int32_t *sib_start    # siblings of pool i: sib[sib_start[i]:sib_start[i + 1]]
     cdef const int32_t *sib
+    # Balancer V1 pools (protocol PROTOCOL_BALANCER_V1): denormalized weights of token0/token1 and
+    # the swap fee, 18-decimal fixed point; zeros for Uniswap V2 pools. n_bal == 0: a V2-only book.
+    cdef Py_ssize_t n_bal
+    cdef const uint8_t *proto
+    cdef const tio_u256 *w0
+    cdef const tio_u256 *w1
+    cdef const tio_u256 *bfee
+    cdef const int32_t *xsib_start   # pools of pool i's pair on the other protocol:
+    cdef const int32_t *xsib         # xsib[xsib_start[i]:xsib_start[i + 1]]
     cdef StateCache _index           # 64-bit pool key -> pool index
     cdef object _outcome             # the last apply's outcome (read-only array)
     cdef object _ids                 # the last apply's row ids, to match a batch to it

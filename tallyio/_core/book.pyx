@@ -1,16 +1,17 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, binding=False
 """PoolBook: the engine's one pool state; ArbitrageScreen and SandwichScreen: strategies' C loops.
 
-``PoolBook`` holds the reserves of known Uniswap V2 pools as u256 words and applies each batch's
-pending swaps once, in order, with the exact ``getAmountOut`` of ``tallyio/amm.h`` (the pool's own
-fee), without the GIL. What each row did is its **outcome** (``OUTCOME_DTYPE``): the pool, a
+``PoolBook`` holds the reserves of known Uniswap V2 pools (and the balances of Balancer V1 pools)
+as u256 words and applies each batch's pending swaps once, in order, with the exact
+``getAmountOut`` of ``tallyio/amm.h`` (the pool's own fee; a Balancer pool's ``calcOutGivenIn``),
+without the GIL. What each row did is its **outcome** (``OUTCOME_DTYPE``): the pool, a
 status, the direction, the amount out and the pool's reserves before and after. Strategies read
 the outcome instead of keeping their own books.
 
 The screens run a strategy's per-swap search over a whole batch in C, from the outcome alone:
 ``ArbitrageScreen`` (the fee-band test against every sibling pool, then the exact optimum for the
-pairs outside the band) and ``SandwichScreen`` (the exact largest front-run each victim allows and
-its profit). Python sees only what they find.
+pairs outside the band; Uniswap V2 <-> Balancer V1 routes by an integer search) and
+``SandwichScreen`` (the exact largest front-run each victim allows and its profit). Python sees only what they find.
 """
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
@@ -27,10 +28,12 @@ from tallyio._core.amm cimport (
     TIO_AMM_OK, TIO_AMM_OVERFLOW, tio_amm_best_cross_pool, tio_amm_best_sandwich, tio_amm_cross,
     tio_amm_out_u256, tio_amm_sandwich, tio_u256, tio_u256_add, tio_u256_cmp,
     tio_u256_from_u64, tio_u256_is_zero, tio_u256_mul, tio_u256_mul_full, tio_u256_sub, tio_u512,
-    tio_u512_divmod)
+    tio_u512_divmod, tio_amm_get_amount_out, tio_u256_divmod, tio_bal_out_given_in,
+    tio_u256_shr, TIO_AMM_NONE)
 from tallyio._core.cache cimport StateCache
 
-from tallyio.record import FLAG_PENDING, PROTOCOL_UNISWAP_V2, TX_DTYPE, address_hex, address_key
+from tallyio.record import (FLAG_PENDING, PROTOCOL_BALANCER_V1, PROTOCOL_UNISWAP_V2, TX_DTYPE,
+                            address_hex, address_key)
 
 cnp.import_array()
 
@@ -42,6 +45,10 @@ cdef extern from "tallyio/u256.h" nogil:
     uint64_t tio_limbs_mul1(uint64_t *r, const uint64_t *a, int n, uint64_t m) noexcept
     void tio_limbs_mul(uint64_t *r, const uint64_t *a, int an, const uint64_t *b, int bn) noexcept
     uint64_t tio_mul64(uint64_t a, uint64_t b, uint64_t *hi) noexcept
+
+# BNum.bmul of amm.h: a BPool's MAX_IN_RATIO bound is bmul(balance_in, BONE / 2).
+cdef extern from "tallyio/amm.h" nogil:
+    int tio_bal_bmul(tio_u256 *r, const tio_u256 *a, const tio_u256 *b) noexcept
 
 # Batches smaller than this keep the GIL: releasing and re-taking it costs more than the work,
 # and a re-take can wait a whole switch interval behind another thread.
@@ -167,11 +174,15 @@ cdef Py_ssize_t O_PROTO = _tx_offset("protocol", np.uint8)
 cdef Py_ssize_t O_FLAGS = _tx_offset("flags", np.uint8)
 cdef Py_ssize_t O_POOL = _tx_offset("pool", np.uint8, (20,))
 cdef uint8_t V2 = PROTOCOL_UNISWAP_V2
+cdef uint8_t BAL = PROTOCOL_BALANCER_V1
 cdef uint8_t PENDING = FLAG_PENDING
 
 DEFAULT_FEE_NUM = 997  # Uniswap V2 keeps 0.3% of every input
 DEFAULT_FEE_DEN = 1000
 POOL_KEYS = ("pool_address", "pool_token0", "pool_token1", "pool_reserve0", "pool_reserve1")
+#: Optional columns of Balancer V1 pools (see ``PoolBook``).
+BALANCER_KEYS = ("pool_protocol", "pool_weight0", "pool_weight1", "pool_swap_fee")
+BALANCER_BONE = 10**18
 _TOKEN_KEYS = ("token_address", "token_price_num", "token_price_den")
 cdef double TWO64 = 18446744073709551616.0
 cdef tio_u256 U256_ZERO
@@ -234,6 +245,47 @@ def _fees(table, key, n, default):
     return a.astype(np.uint32)
 
 
+def _balancer_columns(table, n, names):
+    """``(protocol, weight0, weight1, swap_fee)`` of every pool: Uniswap V2 (zeros) unless the
+    table's ``pool_protocol`` says Balancer V1, whose weights must be positive and fee below
+    BONE (10**18)."""
+    if "pool_protocol" not in table:
+        extra = [k for k in BALANCER_KEYS[1:] if k in table]
+        if extra:
+            raise ValueError(f"pools table has {', '.join(extra)} but no pool_protocol")
+        return np.full(n, V2, np.uint8), None, None, None
+    proto = np.asarray(table["pool_protocol"])
+    if proto.dtype.kind not in "iu" or proto.shape != (n,):
+        raise ValueError(f"pools table pool_protocol must be ({n},) integers, got "
+                         f"{proto.dtype} {proto.shape}")
+    bad = np.flatnonzero((proto != V2) & (proto != BAL))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"pool {names[i]} (row {i}) has pool_protocol {int(proto[i])}; the book "
+                         f"holds {V2} (Uniswap V2) and {BAL} (Balancer V1)")
+    proto = proto.astype(np.uint8)
+    cols = {}
+    for key in BALANCER_KEYS[1:]:
+        if key not in table:
+            if (proto == BAL).any():
+                raise ValueError(f"pools table has Balancer V1 pools but no {key}")
+            cols[key] = np.zeros((n, 4), np.uint64)
+            continue
+        w = _words(table, key)
+        if len(w) != n:
+            raise ValueError(f"pools table {key} has {len(w)} rows, pool_address {n}")
+        cols[key] = w.copy()
+    for i in np.flatnonzero(proto == BAL).tolist():
+        where = f"Balancer V1 pool {names[i]} (row {i})"
+        w0, w1 = _int(cols["pool_weight0"][i]), _int(cols["pool_weight1"][i])
+        fee = _int(cols["pool_swap_fee"][i])
+        if w0 == 0 or w1 == 0:
+            raise ValueError(f"{where} has a zero weight ({w0}, {w1})")
+        if fee >= BALANCER_BONE:
+            raise ValueError(f"{where} has swap fee {fee}; need pool_swap_fee < 10**18")
+    return proto, cols["pool_weight0"], cols["pool_weight1"], cols["pool_swap_fee"]
+
+
 def _int(words):
     w = [int(x) for x in words]
     return w[0] | (w[1] << 64) | (w[2] << 128) | (w[3] << 192)
@@ -257,6 +309,29 @@ def status_counts(outcome):
     return [counts[k] for k in range(TIO_BOOK_NSTATUS)]
 
 
+cdef uint8_t _bal_swap(tio_u256 *aout, const tio_u256 *ain, const tio_u256 *amin,
+                      const tio_u256 *rin, const tio_u256 *rout, const tio_u256 *win,
+                      const tio_u256 *wout, const tio_u256 *fee) noexcept nogil:
+    """A BPool's ``swapExactAmountIn`` on balances ``rin``/``rout`` (not written): its status,
+    ``aout`` set when applied. The pool's own checks, in its order: MAX_IN_RATIO (an input above
+    half the balance in) and its BMath reverting are ``REVERTED_OVERFLOW``, a zero output
+    (``spotPriceBefore <= bdiv(in, out)`` divides by it) ``REVERTED_ZERO``, ``minAmountOut``
+    ``REVERTED_SLIPPAGE``. ``maxPrice`` is not in the record and is not checked."""
+    cdef tio_u256 half, max_in, t
+    tio_u256_from_u64(&half, 500000000000000000)  # MAX_IN_RATIO = BONE / 2
+    if tio_bal_bmul(&max_in, rin, &half) or tio_u256_cmp(ain, &max_in) > 0:
+        return TIO_BOOK_REVERTED_OVERFLOW
+    if tio_bal_out_given_in(aout, rin, win, rout, wout, ain, fee) != TIO_AMM_OK:
+        return TIO_BOOK_REVERTED_OVERFLOW
+    if tio_u256_is_zero(aout):
+        return TIO_BOOK_REVERTED_ZERO
+    if tio_u256_cmp(aout, amin) < 0:
+        return TIO_BOOK_REVERTED_SLIPPAGE
+    if tio_u256_cmp(aout, rout) >= 0 or tio_u256_add(&t, rin, ain):
+        return TIO_BOOK_REVERTED_OVERFLOW
+    return TIO_BOOK_APPLIED
+
+
 @cython.final
 cdef class PoolBook:
     """PoolBook(table)
@@ -268,12 +343,26 @@ cdef class PoolBook:
     ``pool_reserve1`` (``(n, 4)`` uint64 words), optional ``pool_fee_num`` / ``pool_fee_den``
     (``(n,)`` integers; default 997/1000, each pool needs ``0 < num < den < 2**32``) and optional
     ``token_address`` / ``token_price_num`` / ``token_price_den`` (kept in ``token_table`` for
-    pricing). Raises ``ValueError`` naming the pool for a duplicate address (or 64-bit pool key),
-    ``token0 == token1``, a zero reserve or a bad fee, and naming the columns when they differ in
-    length. ``PoolBook.from_source`` also takes a ``Market`` or an .npz path.
+    pricing).
 
-    Pools of the same token pair are **siblings** (``siblings(i)``, in table order). Rows find
-    their pool through the compiled ``StateCache`` (64-bit ``pool_key``, then the 20-byte address).
+    **Balancer V1 pools**: optional ``pool_protocol`` (``(n,)``: ``PROTOCOL_UNISWAP_V2``, the
+    default, or ``PROTOCOL_BALANCER_V1``) with ``pool_weight0`` / ``pool_weight1`` (the
+    denormalized weights of token0 / token1) and ``pool_swap_fee`` (``(n, 4)`` words, 18-decimal
+    fixed point, ``0 < weight``, ``fee < 10**18``; zeros on V2 rows). A Balancer row's reserves
+    are the pool's balances of the two tokens; a BPool of more tokens enters as the pair it is
+    traded in (its other balances do not enter its two-token math). ``apply`` applies pending
+    rows of protocol ``PROTOCOL_BALANCER_V1`` on them as ``swapExactAmountIn`` (the pool's
+    ``calcOutGivenIn``, exact).
+
+    Raises ``ValueError`` naming the pool for a duplicate address (or 64-bit pool key),
+    ``token0 == token1``, a zero reserve, a bad fee or Balancer weight or fee, and naming the
+    columns when they differ in length. ``PoolBook.from_source`` also takes a ``Market`` or an
+    .npz path.
+
+    Uniswap V2 pools of the same token pair are **siblings** (``siblings(i)``, in table order);
+    the pair's pools on the other protocol are **cross siblings** (``cross_siblings(i)``). Rows
+    find their pool through the compiled ``StateCache`` (64-bit ``pool_key``, then the 20-byte
+    address).
 
     Thread safety: one ``apply`` at a time and no screen while it runs; a call that would overlap
     raises ``RuntimeError`` instead of reading half-applied reserves. The engine calls everything
@@ -286,6 +375,8 @@ cdef class PoolBook:
                          np.zeros((0, 20), np.uint8), np.zeros((0, 4), np.uint64),
                          np.zeros((0, 4), np.uint64), np.zeros(0, np.uint32),
                          np.zeros(0, np.uint32), np.zeros(1, np.int32), np.zeros(0, np.int32))
+        self._set_balancer(np.zeros(0, np.uint8), None, None, None, np.zeros(1, np.int32),
+                           np.zeros(0, np.int32))
         self._index = StateCache(1)
         self._outcome = np.empty(0, OUTCOME_DTYPE)
         self._outcome.flags.writeable = False
@@ -355,13 +446,20 @@ cdef class PoolBook:
             if k0[i] == k1[i]:
                 raise ValueError(f"pool {names[i]} (row {i}): its tokens share the 64-bit key "
                                  f"{int(k0[i]):#018x}; swaps could not tell them apart")
+        proto, w0, w1, bfee = _balancer_columns(table, n, names)
         groups = {}
         for i in range(n):
             groups.setdefault(frozenset((bytes(t0[i]), bytes(t1[i]))), []).append(i)
-        start, sib = [0], []
+        # siblings: the pair's other Uniswap V2 pools (a Balancer pool has none); cross
+        # siblings: the pair's pools on the other protocol
+        start, sib, xstart, xsib = [0], [], [0], []
         for i in range(n):
-            sib += [j for j in groups[frozenset((bytes(t0[i]), bytes(t1[i])))] if j != i]
+            group = groups[frozenset((bytes(t0[i]), bytes(t1[i])))]
+            if proto[i] == V2:
+                sib += [j for j in group if j != i and proto[j] == V2]
+            xsib += [j for j in group if proto[j] != proto[i]]
             start.append(len(sib))
+            xstart.append(len(xsib))
         tokens = {}
         if "token_address" in table:
             ta = np.asarray(table["token_address"])
@@ -381,6 +479,8 @@ cdef class PoolBook:
             index.put_many(keys, np.arange(n, dtype=np.int64))
         self._set_arrays(addr.copy(), t0.copy(), t1.copy(), r0.copy(), r1.copy(), fn, fd,
                          np.array(start, np.int32), np.array(sib, np.int32))
+        self._set_balancer(proto, w0, w1, bfee, np.array(xstart, np.int32),
+                           np.array(xsib, np.int32))
         self._key, self._t0key, self._t1key = keys, k0, k1
         self.t0key = <const uint64_t *>cnp.PyArray_DATA(k0)
         self.t1key = <const uint64_t *>cnp.PyArray_DATA(k1)
@@ -404,6 +504,22 @@ cdef class PoolBook:
         self.sib = <const int32_t *>cnp.PyArray_DATA(sib)
         self._key = self._t0key = self._t1key = np.zeros(len(addr), np.uint64)
         self.t0key = self.t1key = <const uint64_t *>cnp.PyArray_DATA(self._t0key)
+
+    def _set_balancer(self, proto, w0, w1, bfee, xstart, xsib):
+        n = len(proto)
+        if w0 is None:
+            w0 = w1 = bfee = np.zeros((n, 4), np.uint64)
+        for a in (proto, w0, w1, bfee, xstart, xsib):
+            a.flags.writeable = False
+        self._proto, self._w0, self._w1, self._bfee = proto, w0, w1, bfee
+        self._xsib_start, self._xsib = xstart, xsib
+        self.n_bal = int((proto == BAL).sum())
+        self.proto = <const uint8_t *>cnp.PyArray_DATA(proto)
+        self.w0 = <const tio_u256 *>cnp.PyArray_DATA(w0)
+        self.w1 = <const tio_u256 *>cnp.PyArray_DATA(w1)
+        self.bfee = <const tio_u256 *>cnp.PyArray_DATA(bfee)
+        self.xsib_start = <const int32_t *>cnp.PyArray_DATA(xstart)
+        self.xsib = <const int32_t *>cnp.PyArray_DATA(xsib)
 
     # ---- guard: the GIL protects _readers/_writer ----
 
@@ -439,6 +555,13 @@ cdef class PoolBook:
         (no pool with that key and address), ``TOKEN_MISMATCH`` (token_in is neither of the
         pool's tokens; ``pool`` is set). A reverted or mismatched row on a known pool reports the
         pool's reserves as both before and after; rows without a pool report zeros.
+
+        A ``PROTOCOL_BALANCER_V1`` row on a Balancer pool (only when the book holds one; else
+        ``NOT_V2``) is the pool's ``swapExactAmountIn``: the exact ``calcOutGivenIn`` with its
+        weights and fee; it reverts ``REVERTED_OVERFLOW`` where the pool refuses the input
+        (above ``MAX_IN_RATIO``, half the balance in) or its math reverts, ``REVERTED_ZERO`` on a
+        zero output and ``REVERTED_SLIPPAGE`` below ``amount_out_min`` (``maxPrice`` is not in the
+        record). A row whose protocol is not its pool's is ``UNKNOWN_POOL``.
         """
         rows = _rows_arg(rows, "rows")
         cdef Py_ssize_t n = rows.shape[0], stride = rows.strides[0], r
@@ -475,10 +598,11 @@ cdef class PoolBook:
         cdef const char *rec
         cdef uint64_t tin
         cdef int64_t i = 0
-        cdef uint8_t status, z
+        cdef uint8_t status, z, proto
         cdef tio_u256 ain, amin, aout, nin, nout
         cdef tio_u256 *rin = NULL
         cdef tio_u256 *rout = NULL
+        cdef bint bal = False
         for r in range(n):
             row = data + r * stride
             oc = &o[r]
@@ -487,9 +611,10 @@ cdef class PoolBook:
             # outcome's bytes are all defined (tobytes() of one apply is reproducible)
             (<uint64_t *>oc)[0] = 0
             oc.pool = -1
+            proto = (<const uint8_t *>(row + O_PROTO))[0]
             if not ((<const uint8_t *>(row + O_FLAGS))[0] & PENDING):
                 status = TIO_BOOK_NOT_PENDING
-            elif (<const uint8_t *>(row + O_PROTO))[0] != V2:
+            elif proto != V2 and (proto != BAL or self.n_bal == 0):
                 status = TIO_BOOK_NOT_V2
             else:
                 rec = self._index.lookup((<const uint64_t *>(row + O_POOL_KEY))[0])
@@ -497,8 +622,11 @@ cdef class PoolBook:
                     status = TIO_BOOK_UNKNOWN_POOL
                 else:
                     i = (<const int64_t *>rec)[0]
-                    # a 64-bit key match must also be the same 20-byte address
+                    # a 64-bit key match must also be the same 20-byte address, and the row
+                    # must be a swap of the pool's protocol
                     if memcmp(row + O_POOL, self.addr + 20 * i, 20) != 0:
+                        status = TIO_BOOK_UNKNOWN_POOL
+                    elif self.n_bal and self.proto[i] != proto:
                         status = TIO_BOOK_UNKNOWN_POOL
                     else:
                         status = TIO_BOOK_TOKEN_MISMATCH
@@ -526,8 +654,22 @@ cdef class PoolBook:
                 rin, rout = &self.r1[i], &self.r0[i]
             else:
                 z = 2
+            bal = self.n_bal != 0 and self.proto[i] == BAL
             if z == 2:
                 status = TIO_BOOK_TOKEN_MISMATCH
+            elif bal:
+                oc.zero_for_one = z
+                memcpy(&ain, row + O_AIN, sizeof(tio_u256))
+                memcpy(&amin, row + O_AMIN, sizeof(tio_u256))
+                status = _bal_swap(&aout, &ain, &amin, rin, rout,
+                                   &self.w0[i] if z else &self.w1[i],
+                                   &self.w1[i] if z else &self.w0[i], &self.bfee[i])
+                if status == TIO_BOOK_APPLIED:
+                    tio_u256_add(&nin, rin, &ain)   # checked in _bal_swap
+                    tio_u256_sub(&nout, rout, &aout)
+                    rin[0] = nin
+                    rout[0] = nout
+                    oc.amount_out = aout
             else:
                 oc.zero_for_one = z
                 memcpy(&ain, row + O_AIN, sizeof(tio_u256))
@@ -619,6 +761,20 @@ cdef class PoolBook:
         cdef Py_ssize_t k = self._pool(i)
         return _int(self._r0[k]), _int(self._r1[k])
 
+    def set_reserves(self, i, reserve0, reserve1):
+        """Pool ``i`` takes the reserves ``(reserve0, reserve1)`` (exact ints in [1, 2**256)): the
+        chain's state at a new head, read by a live source. Call it on the thread that applies
+        batches (the engine applies a source's ``reserve_updates`` between batches)."""
+        cdef Py_ssize_t k = self._pool(i)
+        for name, v in (("reserve0", reserve0), ("reserve1", reserve1)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {v!r}")
+            if not 0 < v < 1 << 256:
+                raise ValueError(f"{name} must be in [1, 2**256), got {v}")
+        m = (1 << 64) - 1
+        self._r0[k] = [(reserve0 >> s) & m for s in (0, 64, 128, 192)]
+        self._r1[k] = [(reserve1 >> s) & m for s in (0, 64, 128, 192)]
+
     def address(self, i):
         """Pool ``i``'s 20-byte address."""
         return bytes(self._addr[self._pool(i)])
@@ -635,9 +791,26 @@ cdef class PoolBook:
         return int(self.fee_num[k]), int(self.fee_den[k])
 
     def siblings(self, i):
-        """The other pools of pool ``i``'s token pair, in table order."""
+        """The other Uniswap V2 pools of pool ``i``'s token pair, in table order (none for a
+        Balancer V1 pool)."""
         cdef Py_ssize_t k = self._pool(i)
         return tuple(self._sib[self.sib_start[k]:self.sib_start[k + 1]].tolist())
+
+    def cross_siblings(self, i):
+        """The pools of pool ``i``'s token pair on the other protocol (Balancer V1 for a
+        Uniswap V2 pool and the reverse), in table order."""
+        cdef Py_ssize_t k = self._pool(i)
+        return tuple(self._xsib[self.xsib_start[k]:self.xsib_start[k + 1]].tolist())
+
+    def protocol(self, i):
+        """Pool ``i``'s ``PROTOCOL_*``: Uniswap V2 or Balancer V1."""
+        return int(self.proto[self._pool(i)])
+
+    def balancer(self, i):
+        """``(weight0, weight1, swap_fee)`` of Balancer V1 pool ``i`` (18-decimal fixed point;
+        zeros for a Uniswap V2 pool)."""
+        cdef Py_ssize_t k = self._pool(i)
+        return _int(self._w0[k]), _int(self._w1[k]), _int(self._bfee[k])
 
     def lookup(self, pool_keys):
         """Pool index of each 64-bit key, -1 where unknown (vectorized; keys only)."""
@@ -658,6 +831,9 @@ cdef class PoolBook:
              "pool_token1": self._tok1.copy(), "pool_reserve0": self._r0.copy(),
              "pool_reserve1": self._r1.copy(), "pool_fee_num": self._fee_num.copy(),
              "pool_fee_den": self._fee_den.copy()}
+        if self.n_bal:
+            t.update({"pool_protocol": self._proto.copy(), "pool_weight0": self._w0.copy(),
+                      "pool_weight1": self._w1.copy(), "pool_swap_fee": self._bfee.copy()})
         t.update({k: v.copy() for k, v in self.token_table.items()})
         return t
 
@@ -757,6 +933,156 @@ cdef object _price_words(object price, object token):
     return (_u256_arg(price.numerator, "price"), _u256_arg(price.denominator, "price"))
 
 
+# One leg of a cross-protocol route: a pool selling its ``rin`` token for its ``rout`` token.
+ctypedef struct tio_xleg:
+    const tio_u256 *rin
+    const tio_u256 *rout
+    const tio_u256 *win    # NULL: a Uniswap V2 pool (fee g / D); else Balancer V1 (weights, fee)
+    const tio_u256 *wout
+    const tio_u256 *fee
+    tio_u256 max_in        # Balancer: MAX_IN_RATIO, bmul(rin, BONE / 2); V2: unused
+    uint32_t g
+    uint32_t D
+
+
+cdef int _xleg_set(tio_xleg *leg, const tio_u256 *r0, const tio_u256 *r1, bint sell0,
+                   bint bal, const tio_u256 *w0, const tio_u256 *w1, const tio_u256 *fee,
+                   uint32_t g, uint32_t D) noexcept nogil:
+    """The leg of a pool (reserves r0/r1 as of the row; weights and fee when ``bal``) selling
+    token0 (sell0) or token1; 1 when its MAX_IN_RATIO needs more than 256 bits."""
+    cdef tio_u256 half
+    leg.rin = r0 if sell0 else r1
+    leg.rout = r1 if sell0 else r0
+    leg.g = g
+    leg.D = D
+    if not bal:
+        leg.win = NULL
+        return 0
+    leg.win = w0 if sell0 else w1
+    leg.wout = w1 if sell0 else w0
+    leg.fee = fee
+    tio_u256_from_u64(&half, 500000000000000000)
+    return tio_bal_bmul(&leg.max_in, leg.rin, &half)
+
+
+cdef double _xleg_rate(const tio_xleg *leg) noexcept nogil:
+    """What one unit in buys at the margin, fee included (a double; the search is exact)."""
+    if leg.win == NULL:
+        return (<double>leg.g / <double>leg.D) * _f(leg.rout) / _f(leg.rin)
+    return (1.0 - _f(leg.fee) / 1e18) * (_f(leg.rout) * _f(leg.win)) / (_f(leg.rin) * _f(leg.wout))
+
+
+cdef int _xleg_out(tio_u256 *out, const tio_xleg *leg, const tio_u256 *a) noexcept nogil:
+    """The leg's exact output for input a (the book's apply): 0, or 1 where the swap
+    reverts (a zero input, MAX_IN_RATIO, BMath)."""
+    if leg.win == NULL:
+        return tio_amm_get_amount_out(out, a, leg.rin, leg.rout, leg.g, leg.D) != TIO_AMM_OK
+    if tio_u256_is_zero(a) or tio_u256_cmp(a, &leg.max_in) > 0:
+        return 1
+    if tio_bal_out_given_in(out, leg.rin, leg.win, leg.rout, leg.wout, a, leg.fee) != TIO_AMM_OK:
+        return 1
+    return tio_u256_cmp(out, leg.rout) >= 0
+
+
+cdef int _xroute(tio_u256 *mid, tio_u256 *out, const tio_xleg *p, const tio_xleg *q,
+                 const tio_u256 *x) noexcept nogil:
+    """x through p then q; a reverting leg gives out = 0 (never better than any input)."""
+    if _xleg_out(mid, p, x) or _xleg_out(out, q, mid):
+        tio_u256_from_u64(mid, 0)
+        tio_u256_from_u64(out, 0)
+        return 1
+    return 0
+
+
+cdef int _xbetter(const tio_u256 *out_a, const tio_u256 *a, const tio_u256 *out_b,
+                  const tio_u256 *b) noexcept nogil:
+    """1 when out_a - a > out_b - b (signed, exact: compared as out_a + b > out_b + a)."""
+    cdef tio_u256 s, t
+    if tio_u256_add(&s, out_a, b) or tio_u256_add(&t, out_b, a):
+        return -1
+    return tio_u256_cmp(&s, &t) > 0
+
+
+cdef int _xsearch(tio_amm_cross *res, const tio_xleg *p, const tio_xleg *q,
+                  uint64_t window) noexcept nogil:
+    """The best integer input of the route p then q: TIO_AMM_OK with ``res`` when some input
+    gains, TIO_AMM_NONE when none does, TIO_AMM_OVERFLOW past 256 bits.
+
+    The input is bounded by U: p's MAX_IN_RATIO for a Balancer leg, else p's reserve in (an
+    optimum past it needs a price gap of about 4x), and, when q is a Balancer pool, the largest
+    input whose output p pays within q's MAX_IN_RATIO (a binary search: p's output grows with
+    its input). The gain ``out(x) - x`` is concave in x up to the kernels' rounding (each leg's
+    output is concave and increasing), so an integer ternary search narrows [1, U] to ``window``
+    inputs (at most 2 log_1.5(U / window) + 2 route evaluations) and every input of that window
+    is then tried; ``res.optimal`` is 1 only when [1, U] itself fit in the window (every input
+    tried)."""
+    cdef tio_u256 lo, hi, d, t, m1, m2, mid1, mid2, o1, o2, three, one, rem, x, best_x, w
+    cdef tio_u256 best_mid, best_out
+    cdef int c, found = 0
+    tio_u256_from_u64(&one, 1)
+    tio_u256_from_u64(&three, 3)
+    tio_u256_from_u64(&w, window)
+    tio_u256_from_u64(&lo, 1)
+    if p.win != NULL:
+        hi = p.max_in
+    else:
+        hi = p.rin[0]
+        if q.win != NULL:
+            # largest x with p's output within q's MAX_IN_RATIO
+            tio_amm_get_amount_out(&o1, &hi, p.rin, p.rout, p.g, p.D)
+            if tio_u256_cmp(&o1, &q.max_in) > 0:
+                t = lo
+                d = hi
+                while tio_u256_cmp(&t, &d) < 0:
+                    tio_u256_sub(&m1, &d, &t)      # t + ceil((d - t) / 2): no overflow
+                    tio_u256_add(&m1, &m1, &one)
+                    tio_u256_shr(&m1, &m1, 1)
+                    tio_u256_add(&m1, &m1, &t)
+                    tio_amm_get_amount_out(&o1, &m1, p.rin, p.rout, p.g, p.D)
+                    if tio_u256_cmp(&o1, &q.max_in) > 0:
+                        tio_u256_sub(&d, &m1, &one)
+                    else:
+                        t = m1
+                hi = t
+    if tio_u256_cmp(&hi, &lo) < 0:
+        return TIO_AMM_NONE
+    tio_u256_sub(&d, &hi, &lo)
+    res.optimal = tio_u256_cmp(&d, &w) < 0
+    while tio_u256_cmp(&d, &w) >= 0:
+        tio_u256_divmod(&t, &rem, &d, &three)
+        tio_u256_add(&m1, &lo, &t)
+        tio_u256_sub(&m2, &hi, &t)
+        _xroute(&mid1, &o1, p, q, &m1)
+        _xroute(&mid2, &o2, p, q, &m2)
+        c = _xbetter(&o2, &m2, &o1, &m1)
+        if c < 0:
+            return TIO_AMM_OVERFLOW
+        if c:
+            tio_u256_add(&lo, &m1, &one)    # f(m1) < f(m2): the peak is right of m1
+        else:
+            tio_u256_sub(&hi, &m2, &one)    # f(m1) >= f(m2): at or left of m2 - 1, or m1
+            if tio_u256_cmp(&hi, &m1) < 0:
+                hi = m1
+        tio_u256_sub(&d, &hi, &lo)
+    x = lo
+    while tio_u256_cmp(&x, &hi) <= 0:
+        _xroute(&mid1, &o1, p, q, &x)
+        if tio_u256_cmp(&o1, &x) > 0:
+            c = 1 if not found else _xbetter(&o1, &x, &best_out, &best_x)
+            if c < 0:
+                return TIO_AMM_OVERFLOW
+            if c:
+                best_x, best_mid, best_out, found = x, mid1, o1, 1
+        tio_u256_add(&x, &x, &one)
+    if not found:
+        return TIO_AMM_NONE
+    res.amount_in = best_x
+    res.amount_mid = best_mid
+    res.amount_out = best_out
+    tio_u256_sub(&res.gross_profit, &best_out, &best_x)
+    return TIO_AMM_OK
+
+
 cdef class _Screen:
     """What both screens share: the book, the batch-to-outcome match, a found buffer."""
     cdef readonly PoolBook book
@@ -809,6 +1135,16 @@ cdef class ArbitrageScreen(_Screen):
     is skipped and counted (``unpriced``). Gas is one back-run of ``gas_units`` at the
     triggering row's gas price, ``ceil(gas_wei * den / num)`` in the profit token.
 
+    **Uniswap V2 <-> Balancer V1** (a book with Balancer pools): after each applied swap on a
+    pool, each of its cross siblings is tried both ways (sell the profit token on one, what it
+    buys on the other). A route whose marginal rate at zero input (doubles, 1e-9 margin) is
+    below 1 gains at no input and closes the pair; otherwise the exact search (``_xsearch``: an
+    integer ternary search over the inputs up to the route's bound, then every input of a
+    ``max_scan`` window around its peak, each input priced by the exact kernels) finds the best
+    input, and ``optimal`` is set only when the whole range fit in the window. One report per
+    row for these routes (the best), beside the V2 one; reported once per gap like V2 pairs. A
+    V2-only book skips all of it.
+
     **Report once**: the trade for a pool pair is reported when the pair's gap opens and not
     again, whatever later swaps do to its size, until a swap on either pool brings the pair back
     inside the fee band (``repeats`` counts the reports held back). A batch screened with
@@ -843,6 +1179,12 @@ cdef class ArbitrageScreen(_Screen):
     cdef tio_arb_found *buf
     cdef Py_ssize_t cap
     cdef uint64_t c_screened, c_candidates, c_unpriced, c_repeats, c_found, c_overflow
+    # cross-protocol slots (book.xsib): reported-and-open, mirror, token order flipped
+    cdef Py_ssize_t nx
+    cdef object _xopen, _xmirror, _xflip
+    cdef uint8_t *xopen
+    cdef const int32_t *xmirror
+    cdef const uint8_t *xflip
 
     def __cinit__(self, *args, **kwargs):
         self.pools = NULL
@@ -911,6 +1253,20 @@ cdef class ArbitrageScreen(_Screen):
         self.dd = <const uint64_t *>cnp.PyArray_DATA(dd)
         free(self.pools)
         free(self.cand)
+        xsib, xstart = book._xsib, book._xsib_start
+        nx = xsib.shape[0]
+        xmirror = np.zeros(nx, np.int32)
+        xflip = np.zeros(nx, np.uint8)
+        for i in range(n):
+            for k in range(xstart[i], xstart[i + 1]):
+                j = xsib[k]
+                xmirror[k] = xstart[j] + list(xsib[xstart[j]:xstart[j + 1]]).index(i)
+                xflip[k] = t0s[j] != t0s[i]
+        self.nx = nx
+        self._xopen, self._xmirror, self._xflip = np.zeros(nx, np.uint8), xmirror, xflip
+        self.xopen = <uint8_t *>cnp.PyArray_DATA(self._xopen)
+        self.xmirror = <const int32_t *>cnp.PyArray_DATA(xmirror)
+        self.xflip = <const uint8_t *>cnp.PyArray_DATA(xflip)
         self.pools = <tio_screen_pool *>calloc(max(n, 1), sizeof(tio_screen_pool))
         self.cand = <int32_t *>malloc(max(max_group, 1) * sizeof(int32_t))
         if self.pools == NULL or self.cand == NULL:
@@ -947,12 +1303,14 @@ cdef class ArbitrageScreen(_Screen):
         cdef const char *bdata = <const char *>cnp.PyArray_DATA(batch)
         cdef Py_ssize_t bstride = batch.strides[0]
         cdef bint do_search = bool(search)
-        if n_all > self.cap:
-            self.buf = <tio_arb_found *>realloc(self.buf, n_all * sizeof(tio_arb_found))
+        # a row reports at most one V2 trade and, with cross siblings, one cross-protocol trade
+        cdef Py_ssize_t need = n_all * (2 if self.nx else 1)
+        if need > self.cap:
+            self.buf = <tio_arb_found *>realloc(self.buf, need * sizeof(tio_arb_found))
             if self.buf == NULL:
                 self.cap = 0
                 raise MemoryError("ArbitrageScreen buffer")
-            self.cap = n_all
+            self.cap = need
         book._enter(False)
         try:
             if n_all >= NOGIL_MIN:
@@ -1020,6 +1378,9 @@ cdef class ArbitrageScreen(_Screen):
             pi.r0 = <tio_u256 *>&o[r].reserve0_after
             pi.r1 = <tio_u256 *>&o[r].reserve1_after
             pi.f0, pi.f1, pi.fstamp = _f(pi.r0), _f(pi.r1), epoch
+            brow = r if sel == NULL else sel[r]
+            if self.nx and self.book.xsib_start[i] != self.book.xsib_start[i + 1]:
+                found = self._cross(i, brow, bdata, bstride, do_search, found)
             s0, s1 = sib_start[i], sib_start[i + 1]
             if s0 == s1:
                 continue
@@ -1043,7 +1404,6 @@ cdef class ArbitrageScreen(_Screen):
                 else:
                     cand[nc] = <int32_t>k
                     nc += 1
-            brow = r if sel == NULL else sel[r]
             if not do_search or brow < 0:
                 continue
             self.c_screened += 1
@@ -1109,6 +1469,117 @@ cdef class ArbitrageScreen(_Screen):
             found += 1
         self.c_found += found
         return found
+
+    cdef Py_ssize_t _cross(self, int32_t i, int64_t brow, const char *bdata, Py_ssize_t bstride,
+                           bint do_search, Py_ssize_t found) noexcept nogil:
+        """Pool i (just swapped) against its cross-protocol siblings: each route's marginal
+        rate closes pairs, then the exact search (_xsearch) both ways; one report per row, the
+        best gross profit (ties: the first found). ``found``: reports so far; returns the new
+        count."""
+        cdef Py_ssize_t k, kbest = -1
+        cdef int32_t j
+        cdef int8_t si = self.side[i]
+        cdef bint x0i, x0j, maybe_a, maybe_b, have_cost = False
+        cdef int rc, a
+        cdef uint64_t gas, hi
+        cdef double ri, rj, bi, bj
+        cdef tio_u256 *br0 = self.book.r0
+        cdef tio_u256 *br1 = self.book.r1
+        cdef const uint8_t *proto = self.book.proto
+        cdef const tio_u256 *w0 = self.book.w0
+        cdef const tio_u256 *w1 = self.book.w1
+        cdef const tio_u256 *bfee = self.book.bfee
+        cdef const uint32_t *fn = self.book.fee_num
+        cdef const uint32_t *fd = self.book.fee_den
+        cdef tio_screen_pool *pi = _pool_at(self.pools, i, br0, br1, self.epoch)
+        cdef tio_screen_pool *pj
+        cdef tio_xleg xi, xj, yi, yj   # x*: the pool selling X (the profit token), y*: selling Y
+        cdef tio_amm_cross res, best
+        cdef tio_u256 gas_wei, cost, threshold
+        cdef int32_t pa = 0, pb = 0
+        cdef uint8_t pt0 = 0
+        memset(&best, 0, sizeof(best))
+        x0i = si != 0   # an unpriced pair: token0 stands in, for closing pairs only
+        for k in range(self.book.xsib_start[i], self.book.xsib_start[i + 1]):
+            j = self.book.xsib[k]
+            pj = _pool_at(self.pools, j, br0, br1, self.epoch)
+            x0j = x0i ^ (self.xflip[k] != 0)
+            if _xleg_set(&xi, pi.r0, pi.r1, x0i, proto[i] == BAL, &w0[i], &w1[i], &bfee[i],
+                         fn[i], fd[i]) \
+                    or _xleg_set(&yi, pi.r0, pi.r1, not x0i, proto[i] == BAL, &w0[i], &w1[i],
+                                 &bfee[i], fn[i], fd[i]) \
+                    or _xleg_set(&xj, pj.r0, pj.r1, x0j, proto[j] == BAL, &w0[j], &w1[j],
+                                 &bfee[j], fn[j], fd[j]) \
+                    or _xleg_set(&yj, pj.r0, pj.r1, not x0j, proto[j] == BAL, &w0[j], &w1[j],
+                                 &bfee[j], fn[j], fd[j]):
+                self.c_overflow += 1
+                continue
+            # route A sells X on i, Y on j; route B the reverse. A route with a marginal gain
+            # below 1 - 1e-9 (the doubles' margin) gains at no input.
+            ri, rj = _xleg_rate(&xi), _xleg_rate(&xj)
+            bi, bj = _xleg_rate(&yi), _xleg_rate(&yj)
+            maybe_a = ri * bj > 1 - 1e-9
+            maybe_b = rj * bi > 1 - 1e-9
+            if not (maybe_a or maybe_b):
+                self.xopen[k] = 0
+                self.xopen[self.xmirror[k]] = 0
+                continue
+            if not do_search or brow < 0:
+                continue
+            self.c_candidates += 1
+            if si < 0:
+                self.c_unpriced += 1
+                continue
+            if not have_cost:
+                gas = (<const uint64_t *>(bdata + brow * bstride + O_GAS))[0]
+                gas_wei.w[0] = tio_mul64(self.gas_units, gas, &hi)
+                gas_wei.w[1] = hi
+                gas_wei.w[2] = 0
+                gas_wei.w[3] = 0
+                if _gas_cost(&cost, &gas_wei, &self.pnum[i], &self.pden[i]) \
+                        or tio_u256_add(&threshold, &cost, &self._min_profit):
+                    self.c_overflow += 1
+                    return found
+                have_cost = True
+            rc = TIO_AMM_NONE
+            for a in range(2):
+                if not (maybe_a if a == 0 else maybe_b):
+                    continue
+                if a == 0:
+                    rc = _xsearch(&res, &xi, &yj, self.max_scan)
+                else:
+                    rc = _xsearch(&res, &xj, &yi, self.max_scan)
+                if rc == TIO_AMM_OVERFLOW:
+                    self.c_overflow += 1
+                if rc != TIO_AMM_OK:
+                    continue
+                if tio_u256_cmp(&res.gross_profit, &threshold) <= 0:
+                    continue
+                if kbest < 0 or tio_u256_cmp(&res.gross_profit, &best.gross_profit) > 0:
+                    best = res
+                    kbest = k
+                    if a == 0:
+                        pa, pb, pt0 = i, j, x0i
+                    else:
+                        pa, pb, pt0 = j, i, x0j
+        if kbest < 0:
+            return found
+        if self.xopen[kbest]:
+            self.c_repeats += 1
+            return found
+        self.xopen[kbest] = 1
+        self.xopen[self.xmirror[kbest]] = 1
+        self.buf[found].row = brow
+        self.buf[found].pool_a = pa
+        self.buf[found].pool_b = pb
+        self.buf[found].profit_token0 = pt0
+        self.buf[found].optimal = best.optimal != 0
+        self.buf[found].amount_in = best.amount_in
+        self.buf[found].amount_mid = best.amount_mid
+        self.buf[found].amount_out = best.amount_out
+        self.buf[found].gross_profit = best.gross_profit
+        self.buf[found].gas_cost = cost
+        return found + 1
 
 
 @cython.final

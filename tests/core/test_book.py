@@ -9,6 +9,7 @@ and siblings, and batches of rows of every kind, split at random.
 from __future__ import annotations
 
 import gc
+import random
 from fractions import Fraction
 
 import numpy as np
@@ -23,10 +24,11 @@ from tallyio.amm import (ARBITRAGE_DTYPE, OUTCOME_DTYPE, SANDWICH_DTYPE, STATUS_
                          STATUS_NAMES, STATUS_NOT_PENDING, STATUS_NOT_V2,
                          STATUS_REVERTED_OVERFLOW, STATUS_REVERTED_SLIPPAGE, STATUS_REVERTED_ZERO,
                          STATUS_TOKEN_MISMATCH, STATUS_UNKNOWN_POOL, ArbitrageScreen, PoolBook,
-                         SandwichScreen)
+                         SandwichScreen, balancer_v1_out_given_in)
 from tallyio.pricing import PriceTable, price_table
-from tallyio.record import (FLAG_PENDING, PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V3, TX_DTYPE,
-                            address_hex, address_key, int_to_u256, u256_column_to_ints)
+from tallyio.record import (FLAG_PENDING, PROTOCOL_BALANCER_V1, PROTOCOL_UNISWAP_V2,
+                            PROTOCOL_UNISWAP_V3, TX_DTYPE, address_hex, address_key, int_to_u256,
+                            u256_column_to_ints)
 
 U256 = 1 << 256
 FEES = [(997, 1000), (9975, 10000), (998, 1000), (99, 100)]
@@ -570,3 +572,182 @@ def test_found_dtypes_and_exports():
                 STATUS_REVERTED_OVERFLOW, STATUS_NOT_PENDING, STATUS_NOT_V2,
                 STATUS_UNKNOWN_POOL, STATUS_TOKEN_MISMATCH}) == 8
     assert address_hex(addr(1)).startswith("0xaaaa")
+
+
+# ---- Balancer V1 pools: exact swaps (the BPool's own math, against the plain-Python port in
+# tallyio.amm_reference) and V2 <-> Balancer V1 routes in the ArbitrageScreen, against an
+# exhaustive integer scan
+
+BONE = 10**18
+X, Y = 10, 11  # the Balancer tests' tokens: X (lower address) is token0 and priced
+
+
+def table(v2=(), bal=()):
+    """``v2``: ``(address n, reserve0, reserve1)``; ``bal``: ``(address n, balance0, balance1,
+    weight0, weight1, swap_fee)``; every pool trades X/Y."""
+    pools = [(n, X, Y, r0, r1) for n, r0, r1 in v2] + [(b[0], X, Y, b[1], b[2]) for b in bal]
+    t = make_table(pools)
+    t["pool_protocol"] = np.array([PROTOCOL_UNISWAP_V2] * len(v2)
+                                  + [PROTOCOL_BALANCER_V1] * len(bal), np.uint8)
+    zeros = [0] * len(v2)
+    t["pool_weight0"] = words(zeros + [b[3] for b in bal])
+    t["pool_weight1"] = words(zeros + [b[4] for b in bal])
+    t["pool_swap_fee"] = words(zeros + [b[5] for b in bal])
+    return t
+
+
+def bal_row(pool, token_in, amount_in, amount_out_min=0, **kw):
+    return dict(pool=pool, token_in=token_in, amount_in=amount_in, amount_out_min=amount_out_min,
+                protocol=PROTOCOL_BALANCER_V1, **kw)
+
+
+def test_pools_and_siblings():
+    t = table(v2=[(1, 10**6, 2 * 10**6), (2, 10**6, 2 * 10**6)],
+              bal=[(3, 10**6, 2 * 10**6, 4 * BONE, BONE, 3 * 10**15)])
+    book = PoolBook(t)
+    assert [book.protocol(i) for i in range(3)] == [PROTOCOL_UNISWAP_V2, PROTOCOL_UNISWAP_V2,
+                                                    PROTOCOL_BALANCER_V1]
+    assert book.siblings(0) == (1,) and book.siblings(2) == ()
+    assert book.cross_siblings(0) == (2,) and book.cross_siblings(2) == (0, 1)
+    assert book.balancer(2) == (4 * BONE, BONE, 3 * 10**15) and book.balancer(0) == (0, 0, 0)
+    copy = PoolBook(book.to_table())
+    assert copy.balancer(2) == book.balancer(2) and copy.cross_siblings(1) == (2,)
+    # a V2-only table keeps its columns and has no cross siblings
+    v2 = PoolBook(make_table([(1, X, Y, 10**6, 10**6), (2, X, Y, 10**6, 10**6)]))
+    assert "pool_protocol" not in v2.to_table() and v2.cross_siblings(0) == ()
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"pool_protocol": np.array([1, 2], np.uint8)}, "pool_protocol 2; the book holds 1"),
+    ({"pool_weight0": words([0, 0])}, "has a zero weight"),
+    ({"pool_swap_fee": words([0, BONE])}, "swap fee 10\\*\\*18|swap fee 1000000000000000000"),
+    ({"pool_protocol": np.array([1], np.uint8)}, "pool_protocol must be \\(2,\\)"),
+])
+def test_bad_balancer_columns(change, match):
+    t = table(v2=[(1, 10**6, 10**6)], bal=[(2, 10**6, 10**6, BONE, BONE, 10**15)])
+    t.update(change)
+    with pytest.raises(ValueError, match=match):
+        PoolBook(t)
+
+
+def test_missing_balancer_columns():
+    t = table(v2=[(1, 10**6, 10**6)], bal=[(2, 10**6, 10**6, BONE, BONE, 10**15)])
+    del t["pool_swap_fee"]
+    with pytest.raises(ValueError, match="Balancer V1 pools but no pool_swap_fee"):
+        PoolBook(t)
+    t = make_table([(1, X, Y, 10**6, 10**6)])
+    t["pool_weight0"] = words([BONE])
+    with pytest.raises(ValueError, match="pool_weight0 but no pool_protocol"):
+        PoolBook(t)
+
+
+def test_apply_balancer_swaps_exactly():
+    b0, b1, w0, w1, fee = 5 * 10**21, 7 * 10**9, 8 * 10**17, 2 * 10**17, 10**15
+    book = PoolBook(table(v2=[(1, 10**20, 10**20)], bal=[(2, b0, b1, w0, w1, fee)]))
+    rows = make_rows([
+        bal_row(2, X, 10**20),                       # sells token0
+        bal_row(2, Y, 10**8),                        # sells token1, on the moved balances
+        bal_row(2, X, b0),                           # above MAX_IN_RATIO: reverts
+        bal_row(2, X, 10**19, amount_out_min=10**12),  # below its minimum: reverts
+        dict(pool=2, token_in=X, amount_in=10**18, amount_out_min=0),  # a V2 row: not this pool
+        bal_row(1, X, 10**18),                       # a Balancer row on a V2 pool
+    ])
+    out = book.apply(rows)
+    o1 = ref.balancer_v1_out_given_in(b0, w0, b1, w1, 10**20, fee)
+    o2 = ref.balancer_v1_out_given_in(b1 - o1, w1, b0 + 10**20, w0, 10**8, fee)
+    assert o1 == balancer_v1_out_given_in(b0, w0, b1, w1, 10**20, fee) > 0
+    assert out["status"].tolist() == [STATUS_APPLIED, STATUS_APPLIED, STATUS_REVERTED_OVERFLOW,
+                                      STATUS_REVERTED_SLIPPAGE, STATUS_UNKNOWN_POOL,
+                                      STATUS_UNKNOWN_POOL]
+    assert u256_column_to_ints(out["amount_out"])[:2] == [o1, o2]
+    assert out["zero_for_one"][:2].tolist() == [1, 0]
+    assert book.reserves(1) == (b0 + 10**20 - o2, b1 - o1 + 10**8)
+    assert u256_column_to_ints(out["reserve0_after"])[1] == b0 + 10**20 - o2
+    # a book without Balancer pools does not apply Balancer rows
+    v2 = PoolBook(make_table([(2, X, Y, b0, b1)]))
+    assert v2.apply(make_rows([bal_row(2, X, 10**20)]))["status"].tolist() == [STATUS_NOT_V2]
+
+
+def _screen_case(v2_r, bal_b, weights, fee, trigger_on_v2, trigger_in):
+    """The book after one pending swap (on the V2 pool or the Balancer pool) and the screen's
+    report for it."""
+    book = PoolBook(table(v2=[(1, *v2_r)], bal=[(2, *bal_b, *weights, fee)]))
+    spec = dict(pool=1, token_in=X, amount_in=trigger_in, amount_out_min=0, gas=0) \
+        if trigger_on_v2 else bal_row(2, X, trigger_in, gas=0)
+    rows = make_rows([spec])
+    assert book.apply(rows)["status"].tolist() == [STATUS_APPLIED]
+    screen = ArbitrageScreen(book, PriceTable(addr(X)), gas_units=0)
+    return book, screen, screen(rows)
+
+
+def _brute(book, a, b, limit=None):
+    """The exhaustive best of the route selling X (token0) on pool a, Y on pool b, over inputs
+    up to ``limit`` (default: past both pools' bounds)."""
+    (rx_v, ry_v), (bx, by) = book.reserves(0), book.reserves(1)
+    w0, w1, fee = book.balancer(1)
+    if limit is None:
+        limit = max(rx_v, ref.bmul(bx, ref.MAX_IN_RATIO))
+    if (a, b) == (0, 1):
+        return ref.brute_cross_v2_balancer((rx_v, ry_v), (by, w1, bx, w0, fee), True, limit)
+    return ref.brute_cross_v2_balancer((ry_v, rx_v), (bx, w0, by, w1, fee), False, limit)
+
+
+CASES = [
+    # (V2 reserves, Balancer balances, weights, fee, trigger on V2, trigger input)
+    ((20_000, 20_000), (20_000, 20_000), (BONE, BONE), 3 * 10**15, True, 3_000),
+    ((20_000, 20_000), (20_000, 20_000), (BONE, BONE), 3 * 10**15, False, 4_000),
+    ((9_000, 30_000), (12_000, 9_000), (4 * BONE, BONE), 10**15, True, 200),
+    ((15_000, 4_000), (6_000, 25_000), (2 * 10**17, 8 * 10**17), 2 * 10**16, False, 50),
+]
+
+
+@pytest.mark.parametrize("case", CASES + [
+    # random pairs: a price gap of up to ~40% either way, weights 1..9, fees 0.01%..5%
+    (lambda r: ((r.randrange(5_000, 30_000), r.randrange(5_000, 30_000)),
+                (r.randrange(5_000, 30_000), r.randrange(5_000, 30_000)),
+                (r.randrange(1, 10) * BONE, r.randrange(1, 10) * BONE),
+                r.randrange(10**14, 5 * 10**16), r.random() < 0.5, r.randrange(1, 2_000)))(
+        random.Random(seed)) for seed in range(4)])
+def test_cross_route_equals_exhaustive_scan(case):
+    book, screen, found = _screen_case(*case)
+    want = {(a, b): _brute(book, a, b) for a, b in ((0, 1), (1, 0))}
+    best = max((w for w in want.values() if w is not None), key=lambda w: w.gross_profit,
+               default=None)
+    if best is None:
+        assert len(found) == 0
+        return
+    assert len(found) == 1
+    f = found[0]
+    route = (int(f["pool_a"]), int(f["pool_b"]))
+    amounts = {k: u256_column_to_ints(found[k])[0]
+               for k in ("amount_in", "amount_mid", "amount_out", "gross_profit")}
+    assert amounts["gross_profit"] == best.gross_profit == want[route].gross_profit
+    assert f["profit_token0"] == 1 and f["row"] == 0
+    # the reported input earns what is reported (a scan up to it finds no more)
+    assert _brute(book, *route, limit=amounts["amount_in"]).gross_profit == amounts["gross_profit"]
+
+
+def test_cross_route_reported_once_and_closes():
+    book, screen, found = _screen_case(*CASES[0])
+    assert len(found) == 1 and screen.open_pairs() == []  # cross pairs are not V2 pairs
+    # a second small swap the same way: the gap stays open, not reported again
+    rows = make_rows([dict(pool=1, token_in=X, amount_in=10, amount_out_min=0, gas=0, id=1)])
+    book.apply(rows)
+    assert len(screen(rows)) == 0 and screen.stats()["repeats"] == 1
+    # swapping back closes it; the next gap is reported again
+    back = make_rows([dict(pool=1, token_in=Y, amount_in=2_600, amount_out_min=0, gas=0, id=2)])
+    book.apply(back)
+    screen(back)
+    again = make_rows([dict(pool=1, token_in=X, amount_in=3_000, amount_out_min=0, gas=0, id=3)])
+    book.apply(again)
+    assert len(screen(again)) == 1
+
+
+def test_gas_and_unpriced():
+    # gas above the gross profit: nothing; an unpriced pair: counted
+    book = PoolBook(table(v2=[(1, 20_000, 20_000)], bal=[(2, 20_000, 20_000, BONE, BONE, 10**15)]))
+    rows = make_rows([dict(pool=1, token_in=X, amount_in=3_000, amount_out_min=0, gas=10**6)])
+    book.apply(rows)
+    assert len(ArbitrageScreen(book, PriceTable(addr(X)), gas_units=1)(rows)) == 0
+    unpriced = ArbitrageScreen(book, PriceTable(None), gas_units=0)
+    assert len(unpriced(rows)) == 0 and unpriced.stats()["unpriced"] == 1
