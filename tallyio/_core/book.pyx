@@ -1589,7 +1589,7 @@ cdef class SandwichScreen(_Screen):
     Sandwich sizing for every pending swap of a batch, in C.
 
     ``screen(batch)`` reads the book's last ``apply`` like ``ArbitrageScreen``. Each pending V2
-    swap on a known pool in the right tokens (applied or reverted: the outcome's status up to
+    swap on a known Uniswap V2 pool (Balancer V1 victims are not sized) in the right tokens (applied or reverted: the outcome's status up to
     ``STATUS_REVERTED_OVERFLOW``) is a victim, judged on its pool's reserves **before** it:
     ``tio_amm_best_sandwich`` finds the largest front-run its ``amount_out_min`` survives (or the
     profit's interior peak), the back-run selling all the front-run bought, and the exact gross
@@ -1706,6 +1706,9 @@ cdef class SandwichScreen(_Screen):
         tio_u256_from_u64(&units, self.gas_units)
         for r in range(n_all):
             if o[r].status > TIO_BOOK_REVERTED_OVERFLOW:
+                continue
+            # the sizing is Uniswap V2 math: a Balancer V1 victim is not sized
+            if self.book.n_bal and self.book.proto[o[r].pool] != V2:
                 continue
             brow = r if sel == NULL else sel[r]
             if brow < 0:

@@ -751,3 +751,13 @@ def test_gas_and_unpriced():
     assert len(ArbitrageScreen(book, PriceTable(addr(X)), gas_units=1)(rows)) == 0
     unpriced = ArbitrageScreen(book, PriceTable(None), gas_units=0)
     assert len(unpriced(rows)) == 0 and unpriced.stats()["unpriced"] == 1
+
+
+def test_sandwich_screen_leaves_balancer_victims():
+    # a large swap with no slippage bound: a V2 victim of the same size is sandwiched
+    book = PoolBook(table(v2=[(1, 10**6, 10**6)], bal=[(2, 10**6, 10**6, BONE, BONE, 10**15)]))
+    rows = make_rows([dict(pool=1, token_in=X, amount_in=10**5, amount_out_min=0, gas=0),
+                      bal_row(2, X, 10**5, gas=0, id=1)])
+    assert book.apply(rows)["status"].tolist() == [STATUS_APPLIED, STATUS_APPLIED]
+    found = SandwichScreen(book, PriceTable(addr(X)), gas_units=0)(rows)
+    assert found["row"].tolist() == [0]
