@@ -216,6 +216,7 @@ class Engine:
         self.opportunities: deque = deque(maxlen=keep)  # the latest; every one goes to the sinks
         self.opportunities_total = 0
         self.truth = None  # the feed's planted opportunities, when it carries them
+        self.reserve_updates: Counter = Counter()  # a live source's reserves: applied / unknown
         self.opportunities_by_kind: Counter = Counter()
         self.sink_errors = 0
         self.sink_errors_by: Counter = Counter()  # (sink, error type) -> count; logged once each
@@ -770,12 +771,17 @@ class Engine:
         sample_every = self.config["engine"]["observer_sample_every"]
         observe = bool(sample_every) and bool(self.pm.hook.batch_done.get_hookimpls())
         stage, stage_window = self.stage_ingest, self.ingest_window
+        # a live source's fresh chain state (reserves read at a new head), applied to the book on
+        # this thread, between batches: the book is never written from two threads
+        updates = getattr(self.source, "reserve_updates", None) if book is not None else None
         while True:
             # drain and record the rows' wait in the ring: one GIL-free call
             n, n_expired, t_drained = drain_batch(drain, out, old, stage, stage_window.current)
             batch = out[:n]
             expired = old[:n_expired]
             self._in_hand = n + n_expired
+            if updates:
+                self._apply_reserve_updates(updates)
             if n_expired:
                 # expired rows are not searched, but the pool state still follows them (once)
                 if book is not None:
@@ -832,6 +838,24 @@ class Engine:
                 self._fire("batch_done", stats={"size": n, "expired": n_expired,
                                                 "drain_ns": t_drained, "process_ns": t_done - t_drained,
                                                 "opportunities": found})
+
+    def _apply_reserve_updates(self, updates):
+        """``(pool, reserve0, reserve1, block)`` items a source appended to its
+        ``reserve_updates`` deque: each pool the book holds takes the reserves; the rest are
+        counted (``reserve_updates["unknown_pool"]``, ``["bad_reserves"]``)."""
+        book = self.book
+        while updates:
+            pool, r0, r1, _block = updates.popleft()
+            i = book.index(pool)
+            if i < 0:
+                self.reserve_updates["unknown_pool"] += 1
+                continue
+            try:
+                book.set_reserves(i, r0, r1)
+            except (TypeError, ValueError):  # a node's answer out of range (zero, > 2**256)
+                self.reserve_updates["bad_reserves"] += 1
+                continue
+            self.reserve_updates["applied"] += 1
 
     def _run_slot(self, slot, batch, n):
         """Run one processor on a batch, everything it does and returns inside the guard and the
@@ -988,4 +1012,5 @@ class Engine:
             ingest_waits=self.ingest_waits,
             sink_errors=self.sink_errors,
             planted=self.truth.summary() if self.truth is not None else None,
+            reserve_updates=dict(self.reserve_updates),
         )

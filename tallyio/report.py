@@ -49,6 +49,8 @@ class Report:
     opportunities_by_kind: dict[str, int] = field(default_factory=dict)
     # a feed that carries its planted opportunities: how many the run found (TruthTally.summary)
     planted: dict[str, Any] | None = None
+    # a live source's refreshed pool reserves: applied to the pool book, or why not
+    reserve_updates: dict[str, int] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -99,6 +101,10 @@ class Report:
         lines.append(f"peak RSS       {self.peak_rss_bytes / 2**20:,.1f} MiB")
         rej = ", ".join(f"{k}={v:,}" for k, v in sorted(self.rejected.items())) or "none"
         lines.append(f"rejected       {rej}")
+        if self.reserve_updates:
+            lines.append("reserves       " + ", ".join(
+                f"{k}={v:,}" for k, v in sorted(self.reserve_updates.items()))
+                + " (a live source's refreshed pool reserves)")
         lines.append("")
         total = max(self.opportunities_total, len(self.opportunities))
         lines.append(f"opportunities  {total}")

@@ -251,3 +251,32 @@ def test_simd_switch_sets_the_kernel_level(make_pm):
         assert simd.level() == "scalar" and eng.switches["simd"]["reason"] == "level scalar"
     finally:
         simd.set_level(before)
+
+
+def test_reserve_updates_of_a_live_source_reach_the_pool_book(make_pm):
+    """A source's ``reserve_updates`` (the chain's reserves at a new head) are applied to the
+    engine's pool book on the engine thread; unknown pools and bad values are counted."""
+    from collections import deque
+
+    from tallyio import synthetic
+    from tallyio.record import address_hex
+    market = synthetic.Market(0)
+    table = market.to_arrays()
+    a, b = (address_hex(market.pools[k].address) for k in (0, 1))
+
+    class HeadSource(IterableSource):
+        def __init__(self):
+            super().__init__([], metadata=table)
+            self.reserve_updates = deque([(a, 10**21, 2 * 10**21, 1), (b, 0, 5, 1),
+                                          ("0x" + "ee" * 20, 1, 1, 1)])
+
+        def __iter__(self):
+            yield rows(10)  # the updates are applied while this is drained
+
+    pm, _ = make_pm()
+    eng = Engine(FAST, plugin_manager=pm)
+    report = eng.run(HeadSource())
+    assert report.reserve_updates == {"applied": 1, "bad_reserves": 1, "unknown_pool": 1}
+    assert eng.book.reserves(eng.book.index(a)) == (10**21, 2 * 10**21)
+    assert eng.book.reserves(eng.book.index(b)) == (market.pools[1].reserve0,
+                                                     market.pools[1].reserve1)

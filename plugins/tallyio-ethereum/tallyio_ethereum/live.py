@@ -307,6 +307,9 @@ class EthereumSource:
         self.errors: Counter = Counter()
         self.stats: Counter = Counter()
         self.reserves: dict[str, tuple[int, int, int]] = {}  # pool -> (r0, r1, block) per head
+        # (pool, r0, r1, block) per refresh, for the engine to apply to its pool book between
+        # batches (Engine._apply_reserve_updates); bounded: a newer refresh supersedes an old one
+        self.reserve_updates: deque = deque(maxlen=1 << 16)
         self.metadata: dict[str, Any] = {}
         self.reconnects = 0
         self.head = 0  # the latest block number of newHeads (0: none seen)
@@ -740,4 +743,5 @@ class EthereumSource:
                     self.stats["reserves_failed"] += 1
                 else:
                     self.reserves[p] = (r[0], r[1], number)
+                    self.reserve_updates.append((p, r[0], r[1], number))
                     self.stats["reserves_refreshed"] += 1

@@ -116,6 +116,26 @@ def test_engine_runs_the_live_stream_through_the_strategies(chain, reference, tm
     assert {"sandwich", "arbitrage"} <= set(report.processors)
 
 
+def test_engine_applies_the_heads_reserves_to_its_pool_book(chain, reference, tmp_path):
+    """With heads on, each pool re-read at a head reaches the engine's pool book (applied on the
+    engine thread between batches) or is counted as outside the table."""
+    path, pools = pool_file(tmp_path, chain, reference)
+    with Server(chain, heads=True, wait_for=("pending", "heads")) as server:
+        cfg = {"source": {"options": {"max_reconnects": 0, "pools": str(path),
+                                      "timeout_s": TIMEOUT}}}
+        eng = Engine(cfg)
+        report = eng.run(server.url)
+    assert report.source_error is None and report.engine_error is None
+    src = eng.source
+    u = report.reserve_updates
+    assert u.get("applied", 0) > 0 and "bad_reserves" not in u
+    assert u["applied"] + u.get("unknown_pool", 0) == src.stats["reserves_refreshed"]
+    assert not src.reserve_updates  # all taken
+    # pools outside the table are the ones counted unknown (the source re-reads every pool a
+    # mined transaction touched; the table holds those with a known getReserves)
+    assert ("unknown_pool" in u) == bool(set(src.reserves) - set(pools))
+
+
 def test_close_and_engine_stop_end_an_endless_stream(chain):
     with Server(chain, heads=False, close_at_end=False) as server:
         src = EthereumSource(server.url, heads=False, timeout_s=TIMEOUT)
