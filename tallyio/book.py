@@ -13,7 +13,9 @@ that protocol for strategies that search pending swaps with a compiled screen
 * **prices**: ``tallyio.pricing.price_table`` of the book's ``token_table`` and the ``weth`` /
   ``prices`` options;
 * **counters**: every row lands in exactly one of ``applied``, ``reverted``, ``unknown_pool``,
-  ``not_v2``, ``token_mismatch`` and ``mined`` (``reverted_*`` split ``reverted`` by reason);
+  ``not_v2`` (a swap on no pool kind the book simulates: neither Uniswap V2 nor, when the book
+  holds some, Balancer V1), ``token_mismatch`` and ``mined`` (``reverted_*`` split ``reverted``
+  by reason);
 * **mined rows** (no ``FLAG_PENDING``): held until their group (``GROUP`` columns) is complete,
   then handed to ``_inspect``.
 
