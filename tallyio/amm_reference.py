@@ -386,6 +386,14 @@ def balancer_v1_out_given_in(balance_in: int, weight_in: int, balance_out: int, 
     return bmul(balance_out, _bcheck(BONE - bpow(y, bdiv(weight_in, weight_out))))
 
 
+def balancer_v1_in_given_out(balance_in: int, weight_in: int, balance_out: int, weight_out: int,
+                             amount_out: int, swap_fee: int) -> int:
+    """``BMath.calcInGivenOut``; raises ``BalancerRevert`` where the pool reverts."""
+    y = bdiv(balance_out, _bcheck(balance_out - amount_out))
+    return bdiv(bmul(balance_in, _bcheck(bpow(y, bdiv(weight_out, weight_in)) - BONE)),
+                _bcheck(BONE - swap_fee))
+
+
 def balancer_v1_swap(amount_in: int, balance_in: int, weight_in: int, balance_out: int,
                      weight_out: int, swap_fee: int) -> int | None:
     """What ``swapExactAmountIn`` pays out, or None where it reverts (MAX_IN_RATIO, BMath, a zero

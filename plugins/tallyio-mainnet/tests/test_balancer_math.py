@@ -11,79 +11,14 @@ from hypothesis import strategies as st
 
 from mainnet_data import BLOCK_FILES, BLOCKS_DIR, FULL_BLOCKS
 from tallyio.amm import balancer_v1_in_given_out, balancer_v1_out_given_in
+# the plain-Python port of BNum.sol / BMath.sol
+from tallyio.amm_reference import BONE, BalancerRevert as Revert
+from tallyio.amm_reference import balancer_v1_in_given_out as calc_in_given_out
+from tallyio.amm_reference import balancer_v1_out_given_in as calc_out_given_in
 from tallyio.record import PROTOCOL_BALANCER_V1
 from tallyio_mainnet.decode import decode_swaps
 
-BONE = 10**18
-U256 = 1 << 256
 SELECTOR_CALC_OUT_GIVEN_IN = "0xba9530a6"  # calcOutGivenIn(uint256 x6) on a BPool
-
-
-class Revert(Exception):
-    pass
-
-
-def _check(v):
-    if not 0 <= v < U256:
-        raise Revert
-    return v
-
-
-def bmul(a, b):
-    return _check(_check(a * b) + BONE // 2) // BONE
-
-
-def bdiv(a, b):
-    if b == 0:
-        raise Revert
-    return _check(_check(a * BONE) + b // 2) // b
-
-
-def bpowi(a, n):
-    z = a if n % 2 else BONE
-    n //= 2
-    while n:
-        a = bmul(a, a)
-        if n % 2:
-            z = bmul(z, a)
-        n //= 2
-    return z
-
-
-def bpow_approx(base, exp, precision=BONE // 10**10):
-    x, xneg = abs(base - BONE), base < BONE
-    term, total, negative, i = BONE, BONE, False, 1
-    while term >= precision:
-        if i > 10000:  # the kernel's cap (TIO_BAL_MAX_TERMS); valid pools converge in dozens
-            raise Revert
-        big_k = i * BONE
-        c, cneg = abs(exp - (big_k - BONE)), exp < big_k - BONE
-        term = bdiv(bmul(term, bmul(c, x)), big_k)
-        if term == 0:
-            break
-        negative ^= xneg
-        negative ^= cneg
-        total = _check(total - term if negative else total + term)
-        i += 1
-    return total
-
-
-def bpow(base, exp):
-    if not 1 <= base <= 2 * BONE - 1:
-        raise Revert
-    whole_pow = bpowi(base, exp // BONE)
-    remain = exp % BONE
-    return whole_pow if remain == 0 else bmul(whole_pow, bpow_approx(base, remain))
-
-
-def calc_out_given_in(bi, wi, bo, wo, a, fee):
-    y = bdiv(bi, _check(bi + bmul(a, _check(BONE - fee))))
-    return bmul(bo, _check(BONE - bpow(y, bdiv(wi, wo))))
-
-
-def calc_in_given_out(bi, wi, bo, wo, a, fee):
-    y = bdiv(bo, _check(bo - a))
-    return bdiv(bmul(bi, _check(bpow(y, bdiv(wo, wi)) - BONE)), _check(BONE - fee))
 
 
 # (balance_in, weight_in, balance_out, weight_out, amount_in, swap_fee) -> amount out, read off
@@ -176,6 +111,6 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="swap_fee must be non-negative, got -1"):
         balancer_v1_out_given_in(10**20, BONE, 10**20, BONE, 10**18, -1)
     with pytest.raises(ValueError, match="balance_in must be below 2\\*\\*256"):
-        balancer_v1_out_given_in(U256, BONE, 10**20, BONE, 10**18, 0)
+        balancer_v1_out_given_in(1 << 256, BONE, 10**20, BONE, 10**18, 0)
     with pytest.raises(TypeError, match="amount_out must be an int"):
         balancer_v1_in_given_out(10**20, BONE, 10**20, BONE, 1.5, 0)
