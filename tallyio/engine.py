@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import resource
 import sys
 import threading
 import time
@@ -47,7 +46,7 @@ from tallyio.errors import ProcessorResultError, TallyIOError
 from tallyio.metrics import MetricsCollector, PrometheusExporter, WindowedHistogram, snapshot
 from tallyio.opportunity import Opportunity
 from tallyio.record import TX_DTYPE, copy_rows
-from tallyio.report import Report, hist_summary
+from tallyio.report import Report, hist_summary, peak_rss_bytes
 from tallyio.synthetic import TruthTally
 
 log = logging.getLogger(__name__)
@@ -1003,7 +1002,7 @@ class Engine:
             batches=self.batches,
             mean_batch=drain["rows"] / drain["batches"] if drain["batches"] else 0.0,
             rejected=self.rejected_by_reason(),
-            peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            peak_rss_bytes=peak_rss_bytes(),
             opportunities=list(self.opportunities),
             opportunities_total=self.opportunities_total,
             opportunities_by_kind={f"{s}/{k}": n for (s, k), n

@@ -17,6 +17,22 @@ def hist_summary(h) -> dict[str, int]:
     return d
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size, in bytes: ``VmHWM`` of /proc/self/status, the
+    high-water mark of its own memory since it started. (``getrusage``'s ``ru_maxrss`` carries the
+    parent's over fork and exec on Linux: ``tallyio run`` started by a 500 MiB benchmark process
+    would report 500 MiB.) ``ru_maxrss`` where /proc has no such line."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _us(ns: float) -> str:
     return f"{ns / 1000:,.1f}"
 

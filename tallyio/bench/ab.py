@@ -223,8 +223,12 @@ def subprocess_trial(switch: str, arm: str, seconds: float, n: int) -> dict:
     """Run :func:`trial` in a fresh interpreter; its result, or ``{"error": last stderr line}``."""
     code = (f"import json; from tallyio.bench.ab import trial; "
             f"print(json.dumps(trial({switch!r}, {arm!r}, {seconds}, {n})))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_child_env(switch, arm))
+    from tallyio.errors import TallyIOError
+    try:
+        env = _child_env(switch, arm)
+    except TallyIOError as e:  # "on" where the machine cannot honour it (jemalloc missing)
+        return {"error": str(e)}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     if p.returncode != 0:
         # an arm the machine cannot honour ("on" where e.g. jemalloc is missing) is reported
         err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"

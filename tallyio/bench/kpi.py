@@ -305,8 +305,8 @@ def _rss() -> int:
 
 
 def _peak_rss() -> int:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    from tallyio.report import peak_rss_bytes
+    return peak_rss_bytes()
 
 
 # ---- the plain peers ---------------------------------------------------------------------------

@@ -58,4 +58,5 @@ def trial(config: dict, seconds: float, n: int) -> dict:
         kpi._tallyio_engine = original
         scraper.stop.set()
         t.join()
-    return {"throughput_tps": sat["throughput_tps"], "p99": lat["p99"], "scrapes": scraper.scrapes}
+    return {"throughput_tps": sat["throughput_tps"], "p99": lat["p99"], "p50": lat["p50"],
+            "scrapes": scraper.scrapes}

@@ -280,3 +280,16 @@ def test_reserve_updates_of_a_live_source_reach_the_pool_book(make_pm):
     assert eng.book.reserves(eng.book.index(a)) == (10**21, 2 * 10**21)
     assert eng.book.reserves(eng.book.index(b)) == (market.pools[1].reserve0,
                                                      market.pools[1].reserve1)
+
+
+def test_peak_rss_is_this_process_own_not_its_parents():
+    """A command started by a big process reports its own peak (VmHWM), not the parent's that
+    getrusage's ru_maxrss carries over fork and exec."""
+    import subprocess
+    import sys
+    big = bytearray(300 * 2**20)
+    big[::4096] = b"\x01" * len(big[::4096])  # touch every page: resident
+    code = "from tallyio.report import peak_rss_bytes; print(peak_rss_bytes())"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0 < int(p.stdout) < 200 * 2**20, p.stdout
+    del big

@@ -164,3 +164,25 @@ def test_bench_monitoring_on_the_command_line_is_the_ab(monkeypatch, capsys):
     assert cli.main(["bench", "monitoring"]) == 0
     assert seen["switch"] == "monitoring" and "monitoring" in capsys.readouterr().out
     assert cli.main(["bench", "monitoring", "core"]) == 2
+
+
+def test_an_arm_the_machine_cannot_set_up_is_that_arms_error(monkeypatch):
+    """allocator "on" without jemalloc: the parent cannot even build the child's environment; the
+    trial reports the reason instead of stopping the whole A/B."""
+    from tallyio.errors import OptimizationUnavailableError
+
+    def no_jemalloc(switch, arm):
+        raise OptimizationUnavailableError("allocator", "jemalloc is not installed")
+
+    monkeypatch.setattr(ab, "_child_env", no_jemalloc)
+    r = ab.subprocess_trial("allocator", "on", 0.1, 10)
+    assert "jemalloc is not installed" in r["error"]
+
+
+def test_monitoring_trial_gives_every_ab_metric(monkeypatch):
+    from tallyio.bench import kpi, monitoring
+    monkeypatch.setattr(kpi, "saturation", lambda n, **kw: {"tallyio": {"throughput_tps": 1.0}})
+    monkeypatch.setattr(kpi, "latency_under_load",
+                        lambda lf, s, **kw: {"tallyio": {"p99": 2.0, "p50": 1.0}})
+    r = monitoring.trial(ab.ARMS["monitoring"][1], 0.01, 10)
+    assert set(ab.METRICS) <= set(r)
