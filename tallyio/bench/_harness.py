@@ -148,14 +148,15 @@ def micro_results(areas, quick: bool = False, *,
     (the CLI prints its table there); ``runner(area, quick)`` replaces the area's ``run`` (tests)."""
     from datetime import datetime, timezone
 
-    from tallyio.bench.ab import DEFAULT_MAX_LOAD, cpu_times, loadavg, noise, steal_fraction
+    from tallyio.bench.ab import (DEFAULT_MAX_LOAD, cpu_times, loadavg, noise, others_fraction,
+                                  own_cpu_s, steal_fraction)
     from tallyio.bench.kpi import machine_info
     load = load or loadavg
     runner = runner or (lambda area, q: importlib.import_module(f"tallyio.bench.{area}").run(quick=q))
     cpu0 = cpu_times(stat_path)
     meta = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_info(), "loadavg_before": load(), "cpu_times_before": cpu0,
-            "quick": quick, "statistic": "best (minimum) of each implementation's trials",
+            "own_cpu_s_before": own_cpu_s(), "quick": quick, "statistic": "best (minimum) of each implementation's trials",
             "ratio": "peer ns / tallyio ns (above 1: TallyIO is faster)",
             "missing_peers": missing_peers()}
     out: dict = {"schema": 1, "kind": "micro", "meta": meta, "areas": {}}
@@ -169,8 +170,9 @@ def micro_results(areas, quick: bool = False, *,
             on_area(area, comparisons)
     cpu1 = cpu_times(stat_path)
     meta.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                loadavg_after=load(), cpu_times_after=cpu1,
+                loadavg_after=load(), cpu_times_after=cpu1, own_cpu_s_after=own_cpu_s(),
                 steal_fraction=steal_fraction(cpu0, cpu1))
+    meta["others_fraction"] = others_fraction(meta)
     meta["noise"] = noise(meta, DEFAULT_MAX_LOAD)
     meta["noisy"] = bool(meta["noise"])
     return out

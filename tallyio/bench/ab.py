@@ -51,6 +51,7 @@ ALPHA = 0.05
 MIN_TRIALS = 5
 DEFAULT_MAX_LOAD = 1.0   # 1-minute load average above which a machine is "busy"
 STEAL_NOISY = 0.01       # steal time above 1 % of CPU time during a run: noisy
+OTHERS_NOISY = 0.10      # other processes busy for more than 10 % of the CPUs' time: noisy
 # metric -> True when higher is better for 'on'
 METRICS = {"throughput_tps": True, "p99": False, "p50": False}
 _EXACT_MAX = 400  # n_on * n_off up to which the U distribution is enumerated
@@ -81,6 +82,25 @@ def steal_fraction(before: dict | None, after: dict | None) -> float | None:
     return (after["steal"] - before["steal"]) / (after["total"] - before["total"])
 
 
+def own_cpu_s() -> float:
+    """CPU seconds this process and its waited-for children (the trials) have used."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def others_fraction(meta: dict) -> float | None:
+    """The share of all CPUs' time that other processes were busy during a run: the machine's
+    busy time (/proc/stat samples in ``meta``) less this process's and its trials' own. The load
+    average cannot tell the two apart: a benchmark loads the machine itself."""
+    b, a = meta.get("cpu_times_before"), meta.get("cpu_times_after")
+    ob, oa = meta.get("own_cpu_s_before"), meta.get("own_cpu_s_after")
+    if not b or not a or ob is None or oa is None or a["total"] <= b["total"]:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = ((a["total"] - a["idle"] - a["steal"]) - (b["total"] - b["idle"] - b["steal"])) / tick
+    return max(0.0, busy - (oa - ob)) / ((a["total"] - b["total"]) / tick)
+
+
 def loadavg() -> list[float] | None:
     try:
         return list(os.getloadavg())
@@ -100,12 +120,16 @@ def check_quiet(max_load: float = DEFAULT_MAX_LOAD, load: Callable[[], list | No
 
 
 def noise(meta: dict, max_load: float = DEFAULT_MAX_LOAD) -> list[str]:
-    """Why a run's numbers may be noise (empty: quiet), from its meta's load and steal samples."""
+    """Why a run's numbers may be noise (empty: quiet): the machine busy when it started (load
+    average), other processes busy while it ran (``others_fraction``), or steal time."""
     out = []
-    for when in ("before", "after"):
-        la = meta.get(f"loadavg_{when}")
-        if la and la[0] > max_load:
-            out.append(f"1-minute load average {la[0]:.2f} {when} (> {max_load:g})")
+    la = meta.get("loadavg_before")
+    if la and la[0] > max_load:
+        out.append(f"1-minute load average {la[0]:.2f} before (> {max_load:g})")
+    of = meta.get("others_fraction")
+    if of is not None and of > OTHERS_NOISY:
+        out.append(f"other processes busy {100 * of:.1f}% of the CPUs' time (> "
+                   f"{100 * OTHERS_NOISY:g}%)")
     st = meta.get("steal_fraction")
     if st is not None and st > STEAL_NOISY:
         out.append(f"steal time {100 * st:.1f}% of CPU time (> {100 * STEAL_NOISY:g}%)")
@@ -270,7 +294,7 @@ def run(switch: str, repeats: int = MIN_TRIALS, seconds: float = 1.0, n: int = 1
     cpu0 = cpu_times(stat_path)
     meta = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_info(), "loadavg_before": load(), "cpu_times_before": cpu0,
-            "repeats": repeats, "seconds_per_run": seconds, "saturation_rows": n,
+            "own_cpu_s_before": own_cpu_s(), "repeats": repeats, "seconds_per_run": seconds, "saturation_rows": n,
             "alpha": alpha, "test": "two-sided Mann-Whitney U", "min_trials": MIN_TRIALS,
             "max_load": max_load, "arms": {s: ARMS[s] for s in names}}
     out: dict = {"schema": 1, "kind": "ab", "meta": meta, "switches": {}}
@@ -296,7 +320,9 @@ def run(switch: str, repeats: int = MIN_TRIALS, seconds: float = 1.0, n: int = 1
         out["switches"][name] = entry
     cpu1 = cpu_times(stat_path)
     meta.update(finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                loadavg_after=load(), cpu_times_after=cpu1, steal_fraction=steal_fraction(cpu0, cpu1))
+                loadavg_after=load(), cpu_times_after=cpu1, own_cpu_s_after=own_cpu_s(),
+                steal_fraction=steal_fraction(cpu0, cpu1))
+    meta["others_fraction"] = others_fraction(meta)
     meta["noise"] = noise(meta, max_load)
     meta["noisy"] = bool(meta["noise"])
     return out

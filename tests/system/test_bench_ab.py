@@ -186,3 +186,21 @@ def test_monitoring_trial_gives_every_ab_metric(monkeypatch):
                         lambda lf, s, **kw: {"tallyio": {"p99": 2.0, "p50": 1.0}})
     r = monitoring.trial(ab.ARMS["monitoring"][1], 0.01, 10)
     assert set(ab.METRICS) <= set(r)
+
+
+def test_noise_is_other_processes_cpu_not_the_benchmarks_own():
+    """A benchmark loads the machine itself: what counts as noise is the busy time that was not
+    its own (this process and its trials)."""
+    import os
+    tick = os.sysconf("SC_CLK_TCK")
+    before = {"total": 10 * tick, "idle": 8 * tick, "steal": 0}
+    after = {"total": 20 * tick, "idle": 12 * tick, "steal": 0}  # 6 s busy of 10 s of CPU time
+    own = dict(cpu_times_before=before, cpu_times_after=after, own_cpu_s_before=1.0,
+               own_cpu_s_after=7.0, loadavg_before=[0.2, 0.2, 0.2], loadavg_after=[1.9, 1, 1])
+    assert ab.others_fraction(own) == pytest.approx(0.0)
+    assert ab.noise(own) == []  # its own load average afterwards is not noise
+    shared = dict(own, own_cpu_s_after=3.0)  # 4 s of the busy time was someone else's
+    shared["others_fraction"] = ab.others_fraction(shared)
+    assert shared["others_fraction"] == pytest.approx(0.4)
+    assert ab.noise(shared) == ["other processes busy 40.0% of the CPUs' time (> 10%)"]
+    assert ab.others_fraction({}) is None
