@@ -716,7 +716,7 @@ cdef class PoolBook:
         applied = self._ids
         order = np.argsort(applied, kind="stable")
         ordered = applied[order]
-        if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        if len(ordered) > 1 and (ordered[1:] == ordered[:len(ordered) - 1]).any():
             raise ValueError("the last apply held duplicate ids: batch rows cannot be matched "
                              "to its outcome (apply the batch itself)")
         want = batch["id"]
@@ -1499,6 +1499,7 @@ cdef class ArbitrageScreen(_Screen):
         cdef int32_t pa = 0, pb = 0
         cdef uint8_t pt0 = 0
         memset(&best, 0, sizeof(best))
+        memset(&threshold, 0, sizeof(threshold))  # set with have_cost; gcc cannot see that
         x0i = si != 0   # an unpriced pair: token0 stands in, for closing pairs only
         for k in range(self.book.xsib_start[i], self.book.xsib_start[i + 1]):
             j = self.book.xsib[k]
