@@ -1337,8 +1337,7 @@ cdef class ArbitrageScreen(_Screen):
         cdef int8_t si, sb
         cdef int rc
         cdef double num, den
-        cdef uint64_t gas, hi
-        cdef tio_u256 gas_wei, cost, threshold
+        cdef tio_u256 cost, threshold
         cdef tio_u256 *xs[2]
         cdef tio_u256 *ys[2]
         cdef tio_amm_cross res, best
@@ -1414,13 +1413,8 @@ cdef class ArbitrageScreen(_Screen):
             if si < 0:
                 self.c_unpriced += 1
                 continue
-            gas = (<const uint64_t *>(bdata + brow * bstride + O_GAS))[0]
-            gas_wei.w[0] = tio_mul64(self.gas_units, gas, &hi)
-            gas_wei.w[1] = hi
-            gas_wei.w[2] = 0
-            gas_wei.w[3] = 0
-            if _gas_cost(&cost, &gas_wei, &self.pnum[i], &self.pden[i]) \
-                    or tio_u256_add(&threshold, &cost, &self._min_profit):
+            if self._threshold(&cost, &threshold, i,
+                               (<const uint64_t *>(bdata + brow * bstride + O_GAS))[0]):
                 self.c_overflow += 1
                 continue
             kbest = -1
@@ -1470,6 +1464,20 @@ cdef class ArbitrageScreen(_Screen):
         self.c_found += found
         return found
 
+    cdef int _threshold(self, tio_u256 *cost, tio_u256 *threshold, int32_t i,
+                        uint64_t gas_price) noexcept nogil:
+        """``cost``: a back-run's gas (``gas_units`` at ``gas_price``) in pool ``i``'s profit token,
+        rounded up; ``threshold``: that plus ``min_profit``, the least gross profit worth
+        reporting. 1 when either needs more than 256 bits."""
+        cdef uint64_t hi
+        cdef tio_u256 gas_wei
+        gas_wei.w[0] = tio_mul64(self.gas_units, gas_price, &hi)
+        gas_wei.w[1] = hi
+        gas_wei.w[2] = 0
+        gas_wei.w[3] = 0
+        return _gas_cost(cost, &gas_wei, &self.pnum[i], &self.pden[i]) \
+            or tio_u256_add(threshold, cost, &self._min_profit)
+
     cdef Py_ssize_t _cross(self, int32_t i, int64_t brow, const char *bdata, Py_ssize_t bstride,
                            bint do_search, Py_ssize_t found) noexcept nogil:
         """Pool i (just swapped) against its cross-protocol siblings: each route's marginal
@@ -1481,7 +1489,6 @@ cdef class ArbitrageScreen(_Screen):
         cdef int8_t si = self.side[i]
         cdef bint x0i, x0j, maybe_a, maybe_b, have_cost = False
         cdef int rc, a
-        cdef uint64_t gas, hi
         cdef double ri, rj, bi, bj
         cdef tio_u256 *br0 = self.book.r0
         cdef tio_u256 *br1 = self.book.r1
@@ -1495,7 +1502,7 @@ cdef class ArbitrageScreen(_Screen):
         cdef tio_screen_pool *pj
         cdef tio_xleg xi, xj, yi, yj   # x*: the pool selling X (the profit token), y*: selling Y
         cdef tio_amm_cross res, best
-        cdef tio_u256 gas_wei, cost, threshold
+        cdef tio_u256 cost, threshold
         cdef int32_t pa = 0, pb = 0
         cdef uint8_t pt0 = 0
         memset(&best, 0, sizeof(best))
@@ -1532,13 +1539,8 @@ cdef class ArbitrageScreen(_Screen):
                 self.c_unpriced += 1
                 continue
             if not have_cost:
-                gas = (<const uint64_t *>(bdata + brow * bstride + O_GAS))[0]
-                gas_wei.w[0] = tio_mul64(self.gas_units, gas, &hi)
-                gas_wei.w[1] = hi
-                gas_wei.w[2] = 0
-                gas_wei.w[3] = 0
-                if _gas_cost(&cost, &gas_wei, &self.pnum[i], &self.pden[i]) \
-                        or tio_u256_add(&threshold, &cost, &self._min_profit):
+                if self._threshold(&cost, &threshold, i,
+                                   (<const uint64_t *>(bdata + brow * bstride + O_GAS))[0]):
                     self.c_overflow += 1
                     return found
                 have_cost = True
